@@ -1,0 +1,165 @@
+//! Adaptors over any stream of [`WalkEvent`]s: [`WalkExt::leaves`]
+//! flattens to plain mappings, [`WalkExt::coalesce`] merges contiguous
+//! mappings into ranges. Both override `fold`, so internal iteration stays
+//! internal all the way down.
+
+use core::iter::FusedIterator;
+
+use crate::addr::{PhysAddr, SpaceId, VirtAddr};
+use crate::event::{Leaf, WalkEvent};
+use crate::mode::Access;
+
+/// Entry bits that count as flags when comparing mappings: bits 0..=11
+/// and bit 63 (NX in the 64-bit entry formats).
+pub const FLAG_BITS: u64 = 0xFFF | (1 << 63);
+
+/// Adaptors on walk-event streams.
+pub trait WalkExt: Iterator<Item = WalkEvent> + Sized {
+    /// Only the leaves, as plain mappings.
+    fn leaves(self) -> Leaves<Self> {
+        Leaves(self)
+    }
+
+    /// The leaves merged into [`Run`]s: maximal sequences of leaves of one
+    /// space, contiguous in VA and in PA, with equal flag bits and access.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ptwalk::{PhysAddr, Walk, WalkExt};
+    ///
+    /// let mut mem = vec![0u8; 0x3000];
+    /// mem[0x1000..0x1004].copy_from_slice(&0x2007u32.to_le_bytes()); // PDE 0 -> PT 0x2000
+    /// for i in 0..3u32 {
+    ///     let pte = (0x10_0000 + i * 0x1000) | 0x7;
+    ///     mem[0x2000 + 4 * i as usize..][..4].copy_from_slice(&pte.to_le_bytes());
+    /// }
+    /// let runs: Vec<_> = Walk::single(&mem[..], PhysAddr(0x1000)).coalesce().collect();
+    /// assert_eq!(runs.len(), 1);
+    /// assert_eq!((runs[0].va.0, runs[0].pa.0, runs[0].len), (0, 0x10_0000, 0x3000));
+    /// ```
+    fn coalesce(self) -> Coalesce<Leaves<Self>> {
+        Coalesce {
+            inner: self.leaves(),
+            pending: None,
+        }
+    }
+}
+
+impl<I: Iterator<Item = WalkEvent>> WalkExt for I {}
+
+/// The leaves of a walk-event stream; see [`WalkExt::leaves`].
+#[derive(Clone, Debug)]
+#[must_use = "iterator adaptors are lazy"]
+pub struct Leaves<I>(I);
+
+impl<I: Iterator<Item = WalkEvent>> Iterator for Leaves<I> {
+    type Item = Leaf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Leaf> {
+        loop {
+            if let WalkEvent::Leaf(l) = self.0.next()? {
+                return Some(l);
+            }
+        }
+    }
+
+    #[inline]
+    fn fold<B, G: FnMut(B, Leaf) -> B>(self, init: B, mut g: G) -> B {
+        self.0.fold(init, |acc, e| match e {
+            WalkEvent::Leaf(l) => g(acc, l),
+            _ => acc,
+        })
+    }
+}
+
+impl<I: FusedIterator<Item = WalkEvent>> FusedIterator for Leaves<I> {}
+
+/// A contiguous range of mappings: see [`WalkExt::coalesce`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct Run {
+    /// The space.
+    pub space: SpaceId,
+    /// First VA.
+    pub va: VirtAddr,
+    /// First PA.
+    pub pa: PhysAddr,
+    /// Bytes.
+    pub len: u64,
+    /// The entries' flag bits ([`FLAG_BITS`]), equal over the run.
+    pub flags: u64,
+    /// Effective access, equal over the run.
+    pub access: Access,
+}
+
+impl Run {
+    fn from_leaf(l: &Leaf) -> Run {
+        Run {
+            space: l.space,
+            va: l.va,
+            pa: l.pa,
+            len: l.size(),
+            flags: l.entry & FLAG_BITS,
+            access: l.access,
+        }
+    }
+
+    /// Whether `l` continues the run.
+    #[inline]
+    fn continued_by(&self, l: &Leaf) -> bool {
+        l.space == self.space
+            && l.va.0 == self.va.0.wrapping_add(self.len)
+            && l.pa.0 == self.pa.0.wrapping_add(self.len)
+            && l.entry & FLAG_BITS == self.flags
+            && l.access == self.access
+    }
+}
+
+/// Leaves merged into [`Run`]s; see [`WalkExt::coalesce`].
+#[derive(Clone, Debug)]
+#[must_use = "iterator adaptors are lazy"]
+pub struct Coalesce<I> {
+    inner: I,
+    pending: Option<Run>,
+}
+
+impl<I: Iterator<Item = Leaf>> Iterator for Coalesce<I> {
+    type Item = Run;
+
+    fn next(&mut self) -> Option<Run> {
+        for l in self.inner.by_ref() {
+            match &mut self.pending {
+                Some(run) if run.continued_by(&l) => run.len += l.size(),
+                _ => {
+                    if let Some(done) = self.pending.replace(Run::from_leaf(&l)) {
+                        return Some(done);
+                    }
+                }
+            }
+        }
+        self.pending.take()
+    }
+
+    fn fold<B, G: FnMut(B, Run) -> B>(self, init: B, mut g: G) -> B {
+        let (acc, last) = self
+            .inner
+            .fold((init, self.pending), |(acc, pending), l| match pending {
+                Some(run) if run.continued_by(&l) => (
+                    acc,
+                    Some(Run {
+                        len: run.len + l.size(),
+                        ..run
+                    }),
+                ),
+                Some(run) => (g(acc, run), Some(Run::from_leaf(&l))),
+                None => (acc, Some(Run::from_leaf(&l))),
+            });
+        match last {
+            Some(run) => g(acc, run),
+            None => acc,
+        }
+    }
+}
+
+impl<I: FusedIterator<Item = Leaf>> FusedIterator for Coalesce<I> {}

@@ -1,0 +1,198 @@
+//! The upstream shapes as thin functions over [`Walk`], and [`Spaces`]:
+//! a set of address spaces for single-address translation.
+
+use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
+use crate::adapt::{Leaves, WalkExt};
+use crate::error::WalkError;
+use crate::event::{Fault, Leaf};
+use crate::mem::PhysMem;
+use crate::mode::{Access, Entry, I686, PagingMode};
+use crate::owners::NoOwners;
+use crate::walk::{FollowAliases, Roots, Walk};
+
+/// Every mapping of the i686 space rooted at `root` intersecting
+/// `[address, address + len)`, aliases followed: the upstream
+/// `virt_to_phys` shape, as the follow consumer of the shared walk.
+///
+/// # Examples
+///
+/// ```
+/// use ptwalk::{virt_to_phys, PhysAddr};
+///
+/// let mut mem = vec![0u8; 0x3000];
+/// mem[0x1000 + 0x300 * 4..][..4].copy_from_slice(&0x2003u32.to_le_bytes());
+/// mem[0x2000 + 5 * 4..][..4].copy_from_slice(&0x0077_7003u32.to_le_bytes());
+/// let m: Vec<_> = virt_to_phys(&mem[..], PhysAddr(0x1000), 0xC000_5123, 1).collect();
+/// assert_eq!((m[0].va.0, m[0].pa.0, m[0].size()), (0xC000_5000, 0x77_7000, 0x1000));
+/// ```
+pub fn virt_to_phys<M: PhysMem + ?Sized>(
+    mem: &M,
+    root: PhysAddr,
+    address: u64,
+    len: u64,
+) -> Leaves<FollowAliases<'_, I686, M, NoOwners>> {
+    Walk::single(mem, root).range(address, len).leaves()
+}
+
+/// Every mapping of every i686 space in `roots` intersecting `[address,
+/// address + len)`, shared tables reported once as
+/// [`Aliasing`](crate::Aliasing) references: the upstream `walk_va_spaces`
+/// shape, as the references consumer of the shared walk, with a heap owner
+/// index.
+///
+/// # Errors
+///
+/// As [`Walk::new`].
+#[cfg(feature = "alloc")]
+pub fn walk_va_spaces<'a, M: PhysMem + ?Sized>(
+    mem: &'a M,
+    roots: &'a [PhysAddr],
+    address: u64,
+    len: u64,
+) -> Result<crate::walk::References<'a, I686, M, crate::owners::GrowableOwners>, WalkError> {
+    Ok(Walk::new(mem, roots)?
+        .with_owners(crate::owners::GrowableOwners::new())
+        .range(address, len)
+        .references())
+}
+
+/// What one VA translates to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Translation {
+    /// Mapped by this leaf (use [`Leaf::translate`] for the byte's PA).
+    Mapped(Leaf),
+    /// Not mapped.
+    Unmapped,
+    /// A table on the way could not be read.
+    Fault(Fault),
+}
+
+/// A set of address spaces over one memory, for single-address lookups.
+///
+/// # Examples
+///
+/// ```
+/// use ptwalk::{PhysAddr, SpaceId, Spaces, Translation, VirtAddr};
+///
+/// let mut mem = vec![0u8; 0x3000];
+/// mem[0x1000 + 0x300 * 4..][..4].copy_from_slice(&0x2003u32.to_le_bytes());
+/// mem[0x2000 + 5 * 4..][..4].copy_from_slice(&0x0077_7003u32.to_le_bytes());
+/// let roots = [PhysAddr(0x1000)];
+/// let spaces = Spaces::new(&mem[..], &roots)?;
+/// let Translation::Mapped(leaf) = spaces.translate(SpaceId(0), VirtAddr(0xC000_5123))? else { panic!() };
+/// assert_eq!(leaf.translate(VirtAddr(0xC000_5123)), Some(PhysAddr(0x77_7123)));
+/// assert_eq!(spaces.translate(SpaceId(0), VirtAddr(0xC000_6000))?, Translation::Unmapped);
+/// # Ok::<(), ptwalk::WalkError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Spaces<'a, M: ?Sized, P = I686> {
+    mode: P,
+    mem: &'a M,
+    roots: &'a [PhysAddr],
+}
+
+impl<'a, M: PhysMem + ?Sized> Spaces<'a, M, I686> {
+    /// The i686 spaces rooted at `roots` in `mem`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Walk::new`].
+    pub fn new(mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, WalkError> {
+        Roots::Many(roots).check()?;
+        Ok(Spaces {
+            mode: I686::default(),
+            mem,
+            roots,
+        })
+    }
+}
+
+impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
+    /// The same spaces under another paging mode.
+    pub fn with_mode<Q: PagingMode>(self, mode: Q) -> Spaces<'a, M, Q> {
+        Spaces {
+            mode,
+            mem: self.mem,
+            roots: self.roots,
+        }
+    }
+
+    /// The roots.
+    #[must_use]
+    pub fn roots(&self) -> &'a [PhysAddr] {
+        self.roots
+    }
+
+    /// A walk over all these spaces (follow consumer, no owner index).
+    pub fn walk(&self) -> Walk<'a, P, M> {
+        Walk::from_roots(self.mem, Roots::Many(self.roots)).with_mode(self.mode)
+    }
+
+    /// Translates `va` in `space`, as the hardware would (aliases resolve
+    /// to the tables they name): a direct descent from the root, without
+    /// building a walk.
+    ///
+    /// # Errors
+    ///
+    /// [`WalkError::NoSuchSpace`] if `space` is not one of the roots.
+    pub fn translate(&self, space: SpaceId, va: VirtAddr) -> Result<Translation, WalkError> {
+        let root = *self
+            .roots
+            .get(space.index())
+            .ok_or(WalkError::NoSuchSpace(space.index()))?;
+        Ok(translate(self.mode, self.mem, space, root, va))
+    }
+}
+
+/// Translates `va` in the space `space` rooted at `root`.
+pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
+    mode: P,
+    mem: &M,
+    space: SpaceId,
+    root: PhysAddr,
+    va: VirtAddr,
+) -> Translation {
+    if P::VA_BITS < 64 && va.0 >> P::VA_BITS != 0 {
+        return Translation::Unmapped;
+    }
+    let mut table = root;
+    let mut level = Level(P::LEVELS);
+    let mut access = Access::ALL;
+    loop {
+        let t = match mem.lend(table, P::table_bytes(level)) {
+            Ok(t) => t,
+            Err(e) => {
+                let region = P::shift(level) + P::index_bits(level);
+                let va = if region >= 64 { 0 } else { va.0 & !((1 << region) - 1) };
+                return Translation::Fault(Fault {
+                    space,
+                    va: VirtAddr(va),
+                    level,
+                    pa: table,
+                    reason: e.into(),
+                });
+            }
+        };
+        let raw = P::load(t, P::index(va.0, level));
+        access = access & P::access(raw);
+        match mode.decode(raw, level) {
+            Entry::Absent => return Translation::Unmapped,
+            Entry::Page(pa) => {
+                let shift = P::shift(level);
+                return Translation::Mapped(Leaf {
+                    space,
+                    va: VirtAddr(va.0 & !((1 << shift) - 1)),
+                    pa,
+                    entry: raw,
+                    level,
+                    size_log2: shift as u8,
+                    access,
+                });
+            }
+            Entry::Table(next) => {
+                table = next;
+                level = Level(level.0 - 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! 32-bit (non-PAE) x86 paging, "i686": a page directory of 1024 4-byte
+//! entries over page tables of 1024 4-byte entries; 4 MiB pages where a
+//! directory entry has PS set and PSE is on, with PSE-36 high address bits.
+
+use super::{Access, Entry, PagingMode, Sealed};
+use crate::addr::{Level, PhysAddr};
+
+const PRESENT: u64 = 1 << 0;
+const RW: u64 = 1 << 1;
+const US: u64 = 1 << 2;
+const PS: u64 = 1 << 7;
+const TABLE_ADDR: u64 = 0xFFFF_F000;
+const LARGE_ADDR_LOW: u64 = 0xFFC0_0000;
+/// PSE-36: PDE bits 13..=20 hold physical-address bits 32..=39.
+const LARGE_ADDR_HIGH: u64 = 0xFF << 13;
+
+/// 32-bit x86 paging (CR4.PAE = 0).
+///
+/// `pse` is CR4.PSE: when set (the default), a page-directory entry with
+/// PS (bit 7) maps a 4 MiB page; when clear, PS is ignored and every
+/// present directory entry points at a page table.
+///
+/// # Examples
+///
+/// ```
+/// use ptwalk::{mode::Entry, I686, Level, PagingMode, PhysAddr};
+///
+/// let pde = 0x0040_0083 | (0x12 << 13); // 4 MiB page, PSE-36 bits 0x12
+/// assert_eq!(I686::default().decode(pde, Level(2)), Entry::Page(PhysAddr(0x12_0040_0000)));
+/// assert_eq!(I686 { pse: false }.decode(pde, Level(2)), Entry::Table(PhysAddr(0x0046_4000)));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct I686 {
+    /// CR4.PSE: 4 MiB pages.
+    pub pse: bool,
+}
+
+impl Default for I686 {
+    fn default() -> Self {
+        I686 { pse: true }
+    }
+}
+
+impl Sealed for I686 {}
+
+impl PagingMode for I686 {
+    const LEVELS: u8 = 2;
+    const ENTRY_BYTES: usize = 4;
+    const VA_BITS: u32 = 32;
+
+    #[inline]
+    fn index_bits(_level: Level) -> u32 {
+        10
+    }
+
+    #[inline]
+    fn shift(level: Level) -> u32 {
+        // Level 1 entries map 4 KiB (12 bits), level 2 entries 4 MiB.
+        2 + 10 * u32::from(level.0)
+    }
+
+    #[inline]
+    fn decode(self, raw: u64, level: Level) -> Entry {
+        if raw & PRESENT == 0 {
+            Entry::Absent
+        } else if level.0 == 1 {
+            Entry::Page(PhysAddr(raw & TABLE_ADDR))
+        } else if self.pse && raw & PS != 0 {
+            Entry::Page(PhysAddr(
+                (raw & LARGE_ADDR_LOW) | ((raw & LARGE_ADDR_HIGH) << (32 - 13)),
+            ))
+        } else {
+            Entry::Table(PhysAddr(raw & TABLE_ADDR))
+        }
+    }
+
+    #[inline]
+    fn access(raw: u64) -> Access {
+        Access::from_bits(((raw & (RW | US)) >> 1) as u8)
+    }
+
+    #[inline]
+    fn load(table: &[u8], i: usize) -> u64 {
+        let b = &table[i * 4..i * 4 + 4];
+        u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry() {
+        assert_eq!(I686::shift(Level(1)), 12);
+        assert_eq!(I686::shift(Level(2)), 22);
+        assert_eq!(I686::entries(Level(2)), 1024);
+        assert_eq!(I686::table_bytes(Level(1)), 4096);
+        assert_eq!(I686::index(0xC040_3000, Level(2)), 0x301);
+        assert_eq!(I686::index(0xC040_3000, Level(1)), 3);
+    }
+
+    #[test]
+    fn pte_decodes_to_page() {
+        let m = I686::default();
+        assert_eq!(m.decode(0x1234_5067, Level(1)), Entry::Page(PhysAddr(0x1234_5000)));
+        // PS/PAT in a PTE is not a large page.
+        assert_eq!(m.decode(0x1234_5087, Level(1)), Entry::Page(PhysAddr(0x1234_5000)));
+        assert_eq!(m.decode(0x1234_5066, Level(1)), Entry::Absent);
+    }
+
+    #[test]
+    fn pde_decodes_table_or_large_page() {
+        let m = I686::default();
+        assert_eq!(m.decode(0x0000_3027, Level(2)), Entry::Table(PhysAddr(0x3000)));
+        assert_eq!(m.decode(0xFFC0_0083, Level(2)), Entry::Page(PhysAddr(0xFFC0_0000)));
+        // PSE-36: bits 13..=20 are PA bits 32..=39; bit 12 (PAT) is not address.
+        let pde = 0x0040_0000 | (0xFF << 13) | (1 << 12) | 0x83;
+        assert_eq!(m.decode(pde, Level(2)), Entry::Page(PhysAddr(0xFF_0040_0000)));
+        assert_eq!(I686 { pse: false }.decode(0xFFC0_0083, Level(2)), Entry::Table(PhysAddr(0xFFC0_0000)));
+        assert_eq!(m.decode(0xFFC0_0082, Level(2)), Entry::Absent);
+    }
+
+    #[test]
+    fn access_bits() {
+        assert_eq!(I686::access(0x7), Access::ALL);
+        assert_eq!(I686::access(0x5), Access::USER);
+        assert_eq!(I686::access(0x3), Access::WRITABLE);
+        assert_eq!(I686::access(0x201), Access::NONE);
+    }
+}

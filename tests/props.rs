@@ -1,0 +1,487 @@
+//! Property tests: the walker against the reference model over random
+//! multi-space i686 tables (shared tables, same-space aliases, large
+//! pages, garbage and out-of-range entries, ranges that start or end
+//! inside a region).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Consumer, emit_pt, model, page_table};
+use ptwalk::{
+    I686, Image, OwnerIndex, OwnerSlot, PhysAddr, Regions, Resolution, SpaceId, Spaces,
+    Translation, VirtAddr, Walk, WalkEvent, WalkExt, resolve_alias,
+};
+use quickcheck::{Arbitrary, Gen, QuickCheck};
+
+/// Table pages live at 0x1000 * (1..=TABLES).
+const TABLES: u64 = 10;
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    /// Writes: (table page 1..=TABLES, entry index, value).
+    writes: Vec<(u8, u16, u32)>,
+    /// Roots as table page numbers (0 or > TABLES: outside memory).
+    roots: Vec<u8>,
+    pse: bool,
+    address: u64,
+    len: u64,
+}
+
+impl Scenario {
+    fn image(&self) -> Vec<u8> {
+        let mut img = vec![0u8; ((TABLES + 1) * 0x1000) as usize];
+        for &(t, i, v) in &self.writes {
+            let o = usize::from(t) * 0x1000 + usize::from(i) * 4;
+            img[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        img
+    }
+
+    fn roots(&self) -> Vec<PhysAddr> {
+        self.roots.iter().map(|&r| PhysAddr(u64::from(r) << 12)).collect()
+    }
+
+    fn root_u64s(&self) -> Vec<u64> {
+        self.roots.iter().map(|&r| u64::from(r) << 12).collect()
+    }
+
+    fn mode(&self) -> I686 {
+        I686 { pse: self.pse }
+    }
+}
+
+/// Entry indices where things collide: kernel-ish slots shared by spaces,
+/// the first and last slots, and a few neighbours.
+const HOT: [u16; 6] = [0, 1, 2, 0x300, 0x301, 0x3FF];
+
+fn entry_index(g: &mut Gen) -> u16 {
+    if u8::arbitrary(g) % 3 != 0 {
+        *g.choose(&HOT).unwrap()
+    } else {
+        u16::arbitrary(g) % 1024
+    }
+}
+
+fn entry_value(g: &mut Gen) -> u32 {
+    let flags = u32::arbitrary(g) & 0xFFF;
+    match u8::arbitrary(g) % 12 {
+        // A table page in memory, as a present non-large entry.
+        0..=5 => ((u32::from(u8::arbitrary(g)) % TABLES as u32 + 1) << 12) | (flags & !0x80) | 1,
+        // The same with every flag random (PS may make it a large page).
+        6 => ((u32::from(u8::arbitrary(g)) % TABLES as u32 + 1) << 12) | flags | 1,
+        // Out of memory.
+        7 => (u32::arbitrary(g) | 0x0100_0000) & !0x80 | 1,
+        // A large page with PSE-36 bits (a leaf when PSE is on).
+        8 => u32::arbitrary(g) | 0x81,
+        // Not present garbage.
+        9 => u32::arbitrary(g) & !1,
+        // Anything.
+        _ => u32::arbitrary(g),
+    }
+}
+
+fn range(g: &mut Gen) -> (u64, u64) {
+    let region = |g: &mut Gen| u64::from(entry_index(g)) << 22;
+    let jitter = |g: &mut Gen| u64::from(u32::arbitrary(g) % 0x0080_0000);
+    match u8::arbitrary(g) % 8 {
+        0..=2 => (0, u64::MAX),
+        1 => (region(g), 1 << 22),
+        2 => (region(g) + jitter(g), jitter(g) + u64::from(u8::arbitrary(g)) * 0x40_0000),
+        3 => (u64::from(u32::arbitrary(g)), u64::from(u32::arbitrary(g))),
+        4 => (u64::from(u32::arbitrary(g)), 0),
+        _ => (0xC000_0000 - jitter(g), 2 * jitter(g) + 1),
+    }
+}
+
+impl Arbitrary for Scenario {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let n = usize::arbitrary(g) % 80;
+        let writes = (0..n)
+            .map(|_| {
+                let t = (u8::arbitrary(g) % TABLES as u8) + 1;
+                (t, entry_index(g), entry_value(g))
+            })
+            .collect();
+        let mut roots: Vec<u8> = Vec::new();
+        for _ in 0..(usize::arbitrary(g) % 4 + 1) {
+            let r = if u8::arbitrary(g) % 12 == 0 {
+                (TABLES as u8) + 1 + u8::arbitrary(g) % 4 // outside memory
+            } else {
+                u8::arbitrary(g) % TABLES as u8 + 1
+            };
+            if !roots.contains(&r) {
+                roots.push(r);
+            }
+        }
+        let (address, len) = range(g);
+        Scenario {
+            writes,
+            roots,
+            pse: u8::arbitrary(g) % 4 != 0,
+            address,
+            len,
+        }
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        let base = self.clone();
+        let writes = self.writes.clone().shrink().map({
+            let base = base.clone();
+            move |writes| Scenario {
+                writes,
+                ..base.clone()
+            }
+        });
+        let roots = self
+            .roots
+            .clone()
+            .shrink()
+            .filter(|r| !r.is_empty())
+            .map({
+                let base = base.clone();
+                move |roots| Scenario {
+                    roots,
+                    ..base.clone()
+                }
+            });
+        let full = (self.len != u64::MAX).then(|| Scenario {
+            address: 0,
+            len: u64::MAX,
+            ..base
+        });
+        Box::new(full.into_iter().chain(writes).chain(roots))
+    }
+}
+
+fn qc() -> QuickCheck {
+    QuickCheck::new().tests(400).rng(Gen::new(64))
+}
+
+fn slots() -> Vec<OwnerSlot> {
+    vec![OwnerSlot::EMPTY; 64]
+}
+
+/// External iteration, event by event.
+fn by_next<I: Iterator<Item = WalkEvent>>(mut it: I) -> Vec<WalkEvent> {
+    let mut v = Vec::new();
+    while let Some(e) = it.next() {
+        v.push(e);
+    }
+    // Fused: nothing more, ever.
+    assert!(it.next().is_none() && it.next().is_none());
+    v
+}
+
+/// Internal iteration, through `fold`.
+fn by_fold<I: Iterator<Item = WalkEvent>>(it: I) -> Vec<WalkEvent> {
+    it.fold(Vec::new(), |mut v, e| {
+        v.push(e);
+        v
+    })
+}
+
+fn references(s: &Scenario, mem: &[u8], slots: &mut [OwnerSlot]) -> Vec<WalkEvent> {
+    let roots = s.roots();
+    let walk = Walk::new(mem, &roots)
+        .unwrap()
+        .with_mode(s.mode())
+        .with_owners(OwnerIndex::new(&mut *slots))
+        .range(s.address, s.len)
+        .references();
+    by_next(walk)
+}
+
+#[test]
+fn references_match_the_model() {
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let expect = model(&mem, &s.root_u64s(), s.pse, s.address, s.len, Consumer::References);
+        let mut slots = slots();
+        let walk = || {
+            Walk::new(&mem[..], &roots)
+                .unwrap()
+                .with_mode(s.mode())
+                .range(s.address, s.len)
+        };
+        let next = references(&s, &mem, &mut slots);
+        let fold = by_fold(walk().with_owners(OwnerIndex::new(&mut slots[..])).references());
+        next == expect && fold == expect
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+#[test]
+fn follow_matches_the_model() {
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let expect = model(&mem, &s.root_u64s(), s.pse, s.address, s.len, Consumer::FollowIn(&mem));
+        let mut slots = slots();
+        let walk = || {
+            Walk::new(&mem[..], &roots)
+                .unwrap()
+                .with_mode(s.mode())
+                .range(s.address, s.len)
+        };
+        let next = by_next(walk().with_owners(OwnerIndex::new(&mut slots[..])).follow_aliases());
+        let fold = by_fold(walk().with_owners(OwnerIndex::new(&mut slots[..])).follow_aliases());
+        // Without an index the follow consumer sees the same thing.
+        let plain = by_fold(walk().follow_aliases());
+        next == expect && fold == expect && plain == expect
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+/// Memory edited after ownership was decided: the follow consumer resolves
+/// in the edited memory and reports Invalid where the owner lost its entry.
+#[test]
+fn follow_in_other_memory_matches_the_model() {
+    fn prop(s: Scenario, edits: Vec<(u8, u16, u32)>) -> bool {
+        let mem = s.image();
+        let mut edited = mem.clone();
+        for (t, i, v) in edits {
+            let o = (usize::from(t) % TABLES as usize + 1) * 0x1000 + usize::from(i % 1024) * 4;
+            edited[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        let roots = s.roots();
+        let expect = model(&mem, &s.root_u64s(), s.pse, s.address, s.len, Consumer::FollowIn(&edited));
+        let mut slots = slots();
+        let got = by_next(
+            Walk::new(&mem[..], &roots)
+                .unwrap()
+                .with_mode(s.mode())
+                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .range(s.address, s.len)
+                .follow_aliases_in(&edited[..]),
+        );
+        got == expect
+    }
+    qc().quickcheck(prop as fn(Scenario, Vec<(u8, u16, u32)>) -> bool);
+}
+
+/// The references stream plus resolution reproduces the follow stream,
+/// event for event: the two consumers share one descent.
+#[test]
+fn references_plus_resolution_reproduce_follow() {
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let mut slots = slots();
+        let refs = references(&s, &mem, &mut slots);
+        let start = s.address & !0xFFF;
+        let end = s.address.saturating_add(s.len).min(1 << 32);
+        let mut rebuilt = Vec::new();
+        for e in refs {
+            let WalkEvent::Aliasing(a) = e else {
+                rebuilt.push(e);
+                continue;
+            };
+            match resolve_alias(s.mode(), &mem[..], &roots, &a) {
+                Resolution::Table(t) => match page_table(&mem, t.0) {
+                    Some(pt) => emit_pt(&mut rebuilt, a.space, a.va.0, &pt, I686Access::of(a.entry), start, end),
+                    None => return false, // it was readable when the walk claimed it
+                },
+                _ => return false, // same memory: the owner's entry is there
+            }
+        }
+        let mut slots = self::slots();
+        let follow = by_next(
+            Walk::new(&mem[..], &roots)
+                .unwrap()
+                .with_mode(s.mode())
+                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .range(s.address, s.len)
+                .follow_aliases(),
+        );
+        rebuilt == follow
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+struct I686Access;
+impl I686Access {
+    fn of(entry: u64) -> ptwalk::Access {
+        <I686 as ptwalk::PagingMode>::access(entry)
+    }
+}
+
+/// Following N spaces equals N independent single-root walks, ownership
+/// aside.
+#[test]
+fn follow_equals_independent_single_walks() {
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let mut slots = slots();
+        let together = by_fold(
+            Walk::new(&mem[..], &roots)
+                .unwrap()
+                .with_mode(s.mode())
+                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .range(s.address, s.len)
+                .follow_aliases(),
+        );
+        let mut apart = Vec::new();
+        for (i, &root) in roots.iter().enumerate() {
+            for e in Walk::single(&mem[..], root)
+                .with_mode(s.mode())
+                .range(s.address, s.len)
+            {
+                apart.push(with_space(e, SpaceId(i as u32)));
+            }
+        }
+        together == apart
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+fn with_space(e: WalkEvent, space: SpaceId) -> WalkEvent {
+    match e {
+        WalkEvent::Leaf(mut l) => {
+            l.space = space;
+            WalkEvent::Leaf(l)
+        }
+        WalkEvent::Fault(mut f) => {
+            f.space = space;
+            WalkEvent::Fault(f)
+        }
+        other => other,
+    }
+}
+
+/// Coalescing keeps exactly the set of mapped 4 KiB pages.
+#[test]
+fn coalesce_preserves_mapped_pages() {
+    fn pages(space: SpaceId, va: u64, pa: u64, len: u64, out: &mut BTreeSet<(u32, u64, u64)>) {
+        for off in (0..len).step_by(0x1000) {
+            out.insert((space.0, va + off, pa + off));
+        }
+    }
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let walk = || {
+            Walk::new(&mem[..], &roots)
+                .unwrap()
+                .with_mode(s.mode())
+                .range(s.address, s.len)
+        };
+        let mut from_leaves = BTreeSet::new();
+        for l in walk().leaves() {
+            pages(l.space, l.va.0, l.pa.0, l.size(), &mut from_leaves);
+        }
+        let mut from_runs = BTreeSet::new();
+        let mut runs = 0;
+        for r in walk().coalesce() {
+            runs += 1;
+            pages(r.space, r.va.0, r.pa.0, r.len, &mut from_runs);
+        }
+        let folded = walk().coalesce().fold(0, |n, _| n + 1);
+        from_leaves == from_runs && runs == folded && runs <= walk().leaves().count()
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+/// Single-address translation agrees with the follow walk.
+#[test]
+fn translate_agrees_with_follow() {
+    fn prop(s: Scenario, probes: Vec<u32>) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let spaces = Spaces::new(&mem[..], &roots).unwrap().with_mode(s.mode());
+        let events: Vec<WalkEvent> = spaces.walk().collect();
+        let mut vas: Vec<(usize, u64)> = probes
+            .iter()
+            .map(|&p| (p as usize % roots.len(), u64::from(p)))
+            .collect();
+        for e in &events {
+            vas.push((e.space().index(), e.va().0 + 0x123));
+        }
+        vas.iter().all(|&(space, va)| {
+            let got = spaces.translate(SpaceId(space as u32), VirtAddr(va)).unwrap();
+            let covering = events.iter().find(|e| {
+                e.space().index() == space
+                    && match e {
+                        WalkEvent::Leaf(l) => l.translate(VirtAddr(va)).is_some(),
+                        WalkEvent::Fault(f) => {
+                            let size = 1u64 << (12 + 10 * u32::from(f.level.0));
+                            va >= f.va.0 && va - f.va.0 < size
+                        }
+                        _ => false,
+                    }
+            });
+            match (got, covering) {
+                (Translation::Mapped(l), Some(WalkEvent::Leaf(e))) => l == *e,
+                (Translation::Fault(f), Some(WalkEvent::Fault(e))) => f == *e,
+                (Translation::Unmapped, None) => true,
+                _ => false,
+            }
+        })
+    }
+    qc().quickcheck(prop as fn(Scenario, Vec<u32>) -> bool);
+}
+
+/// A memory split into page-aligned regions walks like one image.
+#[test]
+fn regions_walk_like_one_image() {
+    fn prop(s: Scenario, cuts: Vec<u8>) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let mut cuts: Vec<usize> = cuts
+            .iter()
+            .map(|&c| (usize::from(c) % (TABLES as usize + 1)) * 0x1000)
+            .collect();
+        cuts.push(0);
+        cuts.push(mem.len());
+        cuts.sort_unstable();
+        cuts.dedup();
+        let images: Vec<Image<&[u8]>> = cuts
+            .windows(2)
+            .map(|w| Image::new(PhysAddr(w[0] as u64), &mem[w[0]..w[1]]))
+            .collect();
+        let regions = Regions::new(&images).unwrap();
+        let mut slots = slots();
+        let one = references(&s, &mem, &mut slots);
+        let split = by_fold(
+            Walk::new(&regions, &roots)
+                .unwrap()
+                .with_mode(s.mode())
+                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .range(s.address, s.len)
+                .references(),
+        );
+        one == split
+    }
+    qc().quickcheck(prop as fn(Scenario, Vec<u8>) -> bool);
+}
+
+/// The generator reaches every case the properties are about (so a
+/// property cannot pass by never meeting them).
+#[test]
+fn generator_covers_the_interesting_cases() {
+    let mut g = Gen::new(64);
+    let (mut leaves, mut large, mut aliases, mut same_space, mut faults) = (0, 0, 0, 0, 0);
+    for _ in 0..400 {
+        let s = Scenario::arbitrary(&mut g);
+        let mem = s.image();
+        let mut slots = slots();
+        for e in references(&s, &mem, &mut slots) {
+            match e {
+                WalkEvent::Leaf(l) => {
+                    leaves += 1;
+                    large += usize::from(l.size_log2 == 22);
+                }
+                WalkEvent::Aliasing(a) => {
+                    aliases += 1;
+                    same_space += usize::from(a.space == a.owner);
+                }
+                WalkEvent::Fault(_) => faults += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(leaves > 100 && large > 10 && aliases > 20 && same_space > 5 && faults > 20,
+        "leaves {leaves} large {large} aliases {aliases} same-space {same_space} faults {faults}");
+}
