@@ -142,19 +142,19 @@ impl<I: Iterator<Item = Leaf>> Iterator for Coalesce<I> {
     }
 
     fn fold<B, G: FnMut(B, Run) -> B>(self, init: B, mut g: G) -> B {
-        let (acc, last) = self
-            .inner
-            .fold((init, self.pending), |(acc, pending), l| match pending {
-                Some(run) if run.continued_by(&l) => (
-                    acc,
-                    Some(Run {
-                        len: run.len + l.size(),
-                        ..run
-                    }),
-                ),
-                Some(run) => (g(acc, run), Some(Run::from_leaf(&l))),
-                None => (acc, Some(Run::from_leaf(&l))),
-            });
+        let (acc, last) =
+            self.inner
+                .fold((init, self.pending), |(acc, pending), l| match pending {
+                    Some(run) if run.continued_by(&l) => (
+                        acc,
+                        Some(Run {
+                            len: run.len + l.size(),
+                            ..run
+                        }),
+                    ),
+                    Some(run) => (g(acc, run), Some(Run::from_leaf(&l))),
+                    None => (acc, Some(Run::from_leaf(&l))),
+                });
         match last {
             Some(run) => g(acc, run),
             None => acc,

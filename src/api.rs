@@ -1,8 +1,8 @@
 //! The upstream shapes as thin functions over [`Walk`], and [`Spaces`]:
 //! a set of address spaces for single-address translation.
 
-use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::adapt::{Leaves, WalkExt};
+use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::WalkError;
 use crate::event::{Fault, Leaf};
 use crate::mem::PhysMem;
@@ -163,7 +163,11 @@ pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
             Ok(t) => t,
             Err(e) => {
                 let region = P::shift(level) + P::index_bits(level);
-                let va = if region >= 64 { 0 } else { va.0 & !((1 << region) - 1) };
+                let va = if region >= 64 {
+                    0
+                } else {
+                    va.0 & !((1 << region) - 1)
+                };
                 return Translation::Fault(Fault {
                     space,
                     va: VirtAddr(va),

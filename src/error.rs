@@ -118,7 +118,10 @@ impl fmt::Display for WalkError {
                 root,
                 first,
                 second,
-            } => write!(f, "root {root} is given twice (as root {first} and root {second})"),
+            } => write!(
+                f,
+                "root {root} is given twice (as root {first} and root {second})"
+            ),
             WalkError::TooManyRoots(n) => write!(f, "{n} roots are more than a walk can number"),
             WalkError::NoSuchSpace(n) => write!(f, "there is no space {n}"),
         }

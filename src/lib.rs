@@ -74,6 +74,12 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![doc(test(attr(deny(warnings))))]
+// Keep no_std honest (the binary and tests are std code and exempt).
+#![warn(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::alloc_instead_of_core
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -125,11 +131,16 @@ mod facts {
     const_assert!(core::mem::size_of::<WalkEvent>() <= 56);
     // The whole i686 walk state, with a borrowed owner index: a few cache lines.
     const_assert!(
-        core::mem::size_of::<Walk<'static, I686, [u8], OwnerIndex<&'static mut [OwnerSlot]>, Refs>>()
-            <= 320
+        core::mem::size_of::<Walk<'static, I686, [u8], OwnerIndex<&'static mut [OwnerSlot]>, Refs>>(
+        ) <= 320
     );
     assert_impl_all!(WalkEvent: Copy, Send, Sync);
     assert_impl_all!(Leaf: Copy, Send, Sync);
     assert_impl_all!(I686: Copy, Send, Sync);
     assert_impl_all!(Walk<'static, I686, [u8]>: Send, Sync, Iterator, core::iter::FusedIterator);
 }
+
+/// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -306,22 +306,37 @@ mod tests {
         let mut idx = OwnerIndex::new(&mut slots[..]);
         assert_eq!(idx.capacity(), 7);
         for t in 0..7u64 {
-            assert_eq!(idx.claim(PhysAddr(t << 12), Level(1), SpaceId(0), VirtAddr(t)), Claim::New);
+            assert_eq!(
+                idx.claim(PhysAddr(t << 12), Level(1), SpaceId(0), VirtAddr(t)),
+                Claim::New
+            );
         }
-        assert_eq!(idx.claim(PhysAddr(99 << 12), Level(1), SpaceId(0), VirtAddr(0)), Claim::Full);
+        assert_eq!(
+            idx.claim(PhysAddr(99 << 12), Level(1), SpaceId(0), VirtAddr(0)),
+            Claim::Full
+        );
         assert_eq!(
             idx.claim(PhysAddr(3 << 12), Level(1), SpaceId(2), VirtAddr(0)),
-            Claim::Owned { space: SpaceId(0), va: VirtAddr(3) }
+            Claim::Owned {
+                space: SpaceId(0),
+                va: VirtAddr(3)
+            }
         );
         idx.clear();
         assert!(idx.is_empty());
-        assert_eq!(idx.claim(PhysAddr(99 << 12), Level(1), SpaceId(0), VirtAddr(0)), Claim::New);
+        assert_eq!(
+            idx.claim(PhysAddr(99 << 12), Level(1), SpaceId(0), VirtAddr(0)),
+            Claim::New
+        );
     }
 
     #[test]
     fn empty_storage_is_always_full() {
         let mut idx = OwnerIndex::new([OwnerSlot::EMPTY; 0]);
-        assert_eq!(idx.claim(PhysAddr(0), Level(1), SpaceId(0), VirtAddr(0)), Claim::Full);
+        assert_eq!(
+            idx.claim(PhysAddr(0), Level(1), SpaceId(0), VirtAddr(0)),
+            Claim::Full
+        );
     }
 
     #[cfg(feature = "alloc")]
@@ -329,12 +344,18 @@ mod tests {
     fn growable_keeps_owners_across_growth() {
         let mut g = GrowableOwners::new();
         for t in 0..1000u64 {
-            assert_eq!(g.claim(PhysAddr(t << 12), Level(1), SpaceId(t as u32), VirtAddr(t)), Claim::New);
+            assert_eq!(
+                g.claim(PhysAddr(t << 12), Level(1), SpaceId(t as u32), VirtAddr(t)),
+                Claim::New
+            );
         }
         for t in 0..1000u64 {
             assert_eq!(
                 g.claim(PhysAddr(t << 12), Level(1), SpaceId(9), VirtAddr(0)),
-                Claim::Owned { space: SpaceId(t as u32), va: VirtAddr(t) }
+                Claim::Owned {
+                    space: SpaceId(t as u32),
+                    va: VirtAddr(t)
+                }
             );
         }
     }

@@ -289,6 +289,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
 
     /// Restricts the walk to `[address & !0xFFF, min(address + len,
     /// 2^VA_BITS))`. Pages and regions intersecting it are reported whole.
+    /// `len == 0` is an empty range: the walk yields nothing.
     pub fn range(mut self, address: u64, len: u64) -> Self {
         self.address = address;
         self.len = len;
@@ -372,7 +373,11 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let page = 1u64 << P::PAGE_SHIFT;
         let limit = 1u64.checked_shl(P::VA_BITS).unwrap_or(u64::MAX);
         self.start = self.address & !(page - 1);
-        self.end = self.address.saturating_add(self.len).min(limit);
+        self.end = if self.len == 0 {
+            self.start // an empty request stays empty after aligning down
+        } else {
+            self.address.saturating_add(self.len).min(limit)
+        };
         self.started = false;
         self.next_space = 0;
         self.stack.clear();
@@ -531,7 +536,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                 level,
                 size_log2,
             })),
-            Resolution::Fault { level, pa, reason } => Step::Event(self.fault(va, level, pa, reason)),
+            Resolution::Fault { level, pa, reason } => {
+                Step::Event(self.fault(va, level, pa, reason))
+            }
         }
     }
 

@@ -27,7 +27,7 @@ const LARGE_ADDR_HIGH: u64 = 0xFF << 13;
 ///
 /// let pde = 0x0040_0083 | (0x12 << 13); // 4 MiB page, PSE-36 bits 0x12
 /// assert_eq!(I686::default().decode(pde, Level(2)), Entry::Page(PhysAddr(0x12_0040_0000)));
-/// assert_eq!(I686 { pse: false }.decode(pde, Level(2)), Entry::Table(PhysAddr(0x0046_4000)));
+/// assert_eq!(I686 { pse: false }.decode(pde, Level(2)), Entry::Table(PhysAddr(0x0042_4000)));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct I686 {
@@ -103,21 +103,39 @@ mod tests {
     #[test]
     fn pte_decodes_to_page() {
         let m = I686::default();
-        assert_eq!(m.decode(0x1234_5067, Level(1)), Entry::Page(PhysAddr(0x1234_5000)));
+        assert_eq!(
+            m.decode(0x1234_5067, Level(1)),
+            Entry::Page(PhysAddr(0x1234_5000))
+        );
         // PS/PAT in a PTE is not a large page.
-        assert_eq!(m.decode(0x1234_5087, Level(1)), Entry::Page(PhysAddr(0x1234_5000)));
+        assert_eq!(
+            m.decode(0x1234_5087, Level(1)),
+            Entry::Page(PhysAddr(0x1234_5000))
+        );
         assert_eq!(m.decode(0x1234_5066, Level(1)), Entry::Absent);
     }
 
     #[test]
     fn pde_decodes_table_or_large_page() {
         let m = I686::default();
-        assert_eq!(m.decode(0x0000_3027, Level(2)), Entry::Table(PhysAddr(0x3000)));
-        assert_eq!(m.decode(0xFFC0_0083, Level(2)), Entry::Page(PhysAddr(0xFFC0_0000)));
+        assert_eq!(
+            m.decode(0x0000_3027, Level(2)),
+            Entry::Table(PhysAddr(0x3000))
+        );
+        assert_eq!(
+            m.decode(0xFFC0_0083, Level(2)),
+            Entry::Page(PhysAddr(0xFFC0_0000))
+        );
         // PSE-36: bits 13..=20 are PA bits 32..=39; bit 12 (PAT) is not address.
         let pde = 0x0040_0000 | (0xFF << 13) | (1 << 12) | 0x83;
-        assert_eq!(m.decode(pde, Level(2)), Entry::Page(PhysAddr(0xFF_0040_0000)));
-        assert_eq!(I686 { pse: false }.decode(0xFFC0_0083, Level(2)), Entry::Table(PhysAddr(0xFFC0_0000)));
+        assert_eq!(
+            m.decode(pde, Level(2)),
+            Entry::Page(PhysAddr(0xFF_0040_0000))
+        );
+        assert_eq!(
+            I686 { pse: false }.decode(0xFFC0_0083, Level(2)),
+            Entry::Table(PhysAddr(0xFFC0_0000))
+        );
         assert_eq!(m.decode(0xFFC0_0082, Level(2)), Entry::Absent);
     }
 

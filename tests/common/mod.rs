@@ -20,7 +20,7 @@ pub const PS: u32 = 0x80;
 pub const COW: u32 = 0x200;
 pub const PDE_FLAGS: u32 = P | RW | US | A;
 
-/// A physical image built page by page, like gen_workloads.py's `Image`.
+/// A physical image built page by page, like `gen_workloads.py`'s `Image`.
 #[derive(Clone, Debug)]
 pub struct ImageBuilder {
     pub buf: Vec<u8>,
@@ -74,7 +74,7 @@ impl ImageBuilder {
     }
 }
 
-/// A leaf entry as gen_workloads.py writes it: every 8th user page is
+/// A leaf entry as `gen_workloads.py` writes it: every 8th user page is
 /// copy-on-write (read-only with bit 9).
 pub fn leaf(pa: u64, user: bool, n: u32) -> u32 {
     let mut f = P | A | if user { US } else { 0 };
@@ -138,7 +138,7 @@ pub fn kshared16() -> Workload {
     }
 }
 
-/// gen_workloads.py's LCG.
+/// `gen_workloads.py`'s LCG.
 pub struct Lcg(u64);
 
 impl Lcg {
@@ -233,7 +233,7 @@ pub fn model(
     let start = address & !0xFFF;
     let end = address.saturating_add(len).min(1 << 32);
     let mut out = Vec::new();
-    if start >= end {
+    if start >= end || len == 0 {
         return out;
     }
     let mut owners: HashMap<u64, (u32, u64)> = HashMap::new();
@@ -282,9 +282,18 @@ pub fn model(
                         level: Level(2),
                         size_log2: 22,
                     })),
-                    Consumer::FollowIn(fm) => {
-                        follow(&mut out, fm, roots[owner as usize], owner_va, pse, space, va, pde, start, end)
-                    }
+                    Consumer::FollowIn(fm) => follow(
+                        &mut out,
+                        fm,
+                        roots[owner as usize],
+                        owner_va,
+                        pse,
+                        space,
+                        va,
+                        pde,
+                        start,
+                        end,
+                    ),
                 },
             }
         }
