@@ -25,7 +25,8 @@ fn summaries(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn main() -> ExitCode {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let iai = target.join("iai").join("ptwalk").join("walk");
     let budgets = match std::fs::read_to_string(root.join("benches/budgets.txt"))
         .map_err(|e| e.to_string())
@@ -41,7 +42,10 @@ fn main() -> ExitCode {
     summaries(&iai, &mut files);
     let mut measured = Vec::new();
     for f in files {
-        match std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|j| budget::parse_summary(&j)) {
+        match std::fs::read_to_string(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|j| budget::parse_summary(&j))
+        {
             Ok(m) => measured.push(m),
             Err(e) => {
                 eprintln!("bench gate: {}: {e}", f.display());

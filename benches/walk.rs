@@ -16,7 +16,9 @@ mod common;
 use std::hint::black_box;
 
 use iai_callgrind::{library_benchmark, library_benchmark_group, main};
-use ptwalk::{OwnerIndex, OwnerSlot, PhysAddr, SpaceId, Spaces, VirtAddr, Walk, WalkEvent};
+use ptwalk::{
+    OwnerIndex, OwnerSlot, PhysAddr, SpaceId, Spaces, VirtAddr, Walk, WalkEvent, WalkExt,
+};
 
 /// A workload ready to walk.
 struct Input {
@@ -87,19 +89,24 @@ walk_benches! {
 /// kshared16 plus the v2p probe list.
 fn v2p_input() -> (Input, Vec<VirtAddr>, SpaceId) {
     let (space, vas) = common::v2p_vas();
-    (build_kshared16(), vas.into_iter().map(VirtAddr).collect(), SpaceId(space as u32))
+    (
+        build_kshared16(),
+        vas.into_iter().map(VirtAddr).collect(),
+        SpaceId(space as u32),
+    )
 }
 
 #[library_benchmark]
 #[bench::kshared16(v2p_input())]
 fn v2p_internal((input, vas, space): (Input, Vec<VirtAddr>, SpaceId)) -> u64 {
     let spaces = Spaces::new(&input.image[..], &input.roots).unwrap();
-    black_box(vas.iter().fold(0u64, |acc, &va| {
-        match spaces.translate(space, va) {
-            Ok(ptwalk::Translation::Mapped(l)) => acc.wrapping_add(l.va.0 ^ l.pa.0),
-            _ => acc,
-        }
-    }))
+    black_box(
+        vas.iter()
+            .fold(0u64, |acc, &va| match spaces.translate(space, va) {
+                Ok(ptwalk::Translation::Mapped(l)) => acc.wrapping_add(l.va.0 ^ l.pa.0),
+                _ => acc,
+            }),
+    )
 }
 
 #[library_benchmark]
@@ -115,9 +122,24 @@ fn v2p_external((input, vas, space): (Input, Vec<VirtAddr>, SpaceId)) -> u64 {
     black_box(acc)
 }
 
+// `ptwalk walk --format count`'s consumer: `WalkExt::counts`.
+#[library_benchmark]
+#[bench::dense1(build_dense1())]
+#[bench::kshared16(build_kshared16())]
+fn counts_follow(input: Input) -> u64 {
+    let mut slots = [OwnerSlot::EMPTY; 1024];
+    let c = Walk::new(&input.image[..], &input.roots)
+        .unwrap()
+        .with_owners(OwnerIndex::new(&mut slots[..]))
+        .follow_aliases()
+        .counts();
+    black_box(c.leaves + c.aliases)
+}
+
 library_benchmark_group!(
     name = walk;
-    benchmarks = references_internal, references_external, follow_internal, follow_external, v2p_internal, v2p_external
+    benchmarks = references_internal, references_external, follow_internal, follow_external,
+        v2p_internal, v2p_external, counts_follow
 );
 
 main!(library_benchmark_groups = walk);

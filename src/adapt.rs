@@ -44,9 +44,49 @@ pub trait WalkExt: Iterator<Item = WalkEvent> + Sized {
             pending: None,
         }
     }
+
+    /// The number of events of each kind, counted by internal iteration
+    /// (`fold`), so a walk's tight loops stay tight.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ptwalk::{Counts, PhysAddr, Walk, WalkExt};
+    ///
+    /// let mut mem = vec![0u8; 0x3000];
+    /// mem[0x1000..0x1004].copy_from_slice(&0x2007u32.to_le_bytes());
+    /// mem[0x2000..0x2004].copy_from_slice(&0x5007u32.to_le_bytes());
+    /// mem[0x1004..0x1008].copy_from_slice(&0x0999_9007u32.to_le_bytes()); // table outside memory
+    /// let c = Walk::single(&mem[..], PhysAddr(0x1000)).counts();
+    /// assert_eq!(c, Counts { leaves: 1, aliases: 0, invalid: 0, faults: 1 });
+    /// ```
+    fn counts(self) -> Counts {
+        self.fold(Counts::default(), |mut c, e| {
+            match e {
+                WalkEvent::Leaf(_) => c.leaves += 1,
+                WalkEvent::Aliasing(_) => c.aliases += 1,
+                WalkEvent::Invalid(_) => c.invalid += 1,
+                WalkEvent::Fault(_) => c.faults += 1,
+            }
+            c
+        })
+    }
 }
 
 impl<I: Iterator<Item = WalkEvent>> WalkExt for I {}
+
+/// How many events of each kind a walk produced; see [`WalkExt::counts`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub struct Counts {
+    /// [`WalkEvent::Leaf`] events.
+    pub leaves: u64,
+    /// [`WalkEvent::Aliasing`] events.
+    pub aliases: u64,
+    /// [`WalkEvent::Invalid`] events.
+    pub invalid: u64,
+    /// [`WalkEvent::Fault`] events.
+    pub faults: u64,
+}
 
 /// The leaves of a walk-event stream; see [`WalkExt::leaves`].
 #[derive(Clone, Debug)]

@@ -135,6 +135,7 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
     /// # Errors
     ///
     /// [`WalkError::NoSuchSpace`] if `space` is not one of the roots.
+    #[inline]
     pub fn translate(&self, space: SpaceId, va: VirtAddr) -> Result<Translation, WalkError> {
         let root = *self
             .roots
@@ -145,6 +146,7 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
 }
 
 /// Translates `va` in the space `space` rooted at `root`.
+#[inline]
 pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
     mode: P,
     mem: &M,

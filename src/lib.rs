@@ -113,7 +113,7 @@ mod walk;
 pub use walk::{AliasPolicy, Follow, FollowAliases, MAX_LEVELS, References, Refs, Walk};
 
 mod adapt;
-pub use adapt::{Coalesce, FLAG_BITS, Leaves, Run, WalkExt};
+pub use adapt::{Coalesce, Counts, FLAG_BITS, Leaves, Run, WalkExt};
 
 mod api;
 #[cfg(feature = "alloc")]

@@ -125,10 +125,12 @@ pub struct OwnerIndex<S> {
 
 impl<S: AsRef<[OwnerSlot]> + AsMut<[OwnerSlot]>> OwnerIndex<S> {
     /// An empty index over `slots` (which it clears).
-    pub fn new(slots: S) -> Self {
-        let mut index = OwnerIndex { slots, len: 0 };
-        index.clear();
-        index
+    pub fn new(mut slots: S) -> Self {
+        // Reading is cheaper than writing: fresh storage is usually empty.
+        if slots.as_ref().iter().any(|s| s.key != 0) {
+            slots.as_mut().fill(OwnerSlot::EMPTY);
+        }
+        OwnerIndex { slots, len: 0 }
     }
 
     /// How many tables fit.
@@ -196,10 +198,12 @@ impl<S: AsRef<[OwnerSlot]> + AsMut<[OwnerSlot]>> OwnerIndex<S> {
 
 impl<S: AsRef<[OwnerSlot]> + AsMut<[OwnerSlot]>> Owners for OwnerIndex<S> {
     fn clear(&mut self) {
-        if self.len != 0 || self.slots.as_ref().iter().any(|s| s.key != 0) {
+        // Only `claim` fills slots, and it counts them: `len == 0` means
+        // every slot is empty already.
+        if self.len != 0 {
             self.slots.as_mut().fill(OwnerSlot::EMPTY);
+            self.len = 0;
         }
-        self.len = 0;
     }
 
     #[inline]

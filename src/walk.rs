@@ -120,7 +120,7 @@ impl Roots<'_> {
     }
 }
 
-/// One table being scanned.
+/// One directory table (level 2 and up) being scanned.
 #[derive(Clone, Copy)]
 struct Frame<'a> {
     /// The whole table.
@@ -137,6 +137,60 @@ struct Frame<'a> {
     /// Reached by following an alias: no ownership is recorded below, and
     /// tables are read from the follow memory.
     followed: bool,
+}
+
+/// The page table (level 1) being scanned: the hot loop of every walk.
+///
+/// Kept apart from the directory frames so that both `next` and `fold`
+/// reach it without indexing the stack: `rest` is the part of the table
+/// still to scan (whole entries, ending at the range's end), `va` the VA
+/// of its first entry.
+#[derive(Clone, Copy)]
+struct PtScan<'a> {
+    rest: &'a [u8],
+    va: u64,
+    /// Effective access of the path above the page table.
+    access: Access,
+}
+
+impl PtScan<'_> {
+    const IDLE: PtScan<'static> = PtScan {
+        rest: &[],
+        va: 0,
+        access: Access::NONE,
+    };
+}
+
+/// Bytes of entries tested at once when skipping absent entries.
+const BLOCK: usize = 64;
+
+/// Advances `rest` (and `va`) past whole blocks of absent entries, so that
+/// emptiness costs a few instructions per block rather than per entry.
+#[inline(always)]
+fn skip_absent<P: PagingMode>(rest: &mut &[u8], va: &mut u64) {
+    while let Some((block, tail)) = rest.split_first_chunk::<BLOCK>() {
+        if presence::<P>(block).0 {
+            return;
+        }
+        *rest = tail;
+        *va += ((BLOCK / P::ENTRY_BYTES) as u64) << P::PAGE_SHIFT;
+    }
+}
+
+/// Whether any, and whether all, of the entries in `block` are present.
+#[inline(always)]
+fn presence<P: PagingMode>(block: &[u8; BLOCK]) -> (bool, bool) {
+    let word = |k: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&block[8 * k..8 * k + 8]);
+        u64::from_le_bytes(w) & P::PRESENT_WORDS
+    };
+    let any = (1..BLOCK / 8).fold(word(0), |a, k| a | word(k));
+    if any == 0 {
+        return (false, false);
+    }
+    let all = (1..BLOCK / 8).fold(word(0), |a, k| a & word(k));
+    (true, all == P::PRESENT_WORDS)
 }
 
 /// What one step of the state machine produced.
@@ -200,7 +254,10 @@ pub struct Walk<'a, P, M: ?Sized, O = NoOwners, F = Follow<'a, M>> {
     started: bool,
     next_space: u32,
     space: u32,
-    stack: ArrayVec<Frame<'a>, MAX_LEVELS>,
+    /// The page table being scanned (empty `rest` when none is).
+    pt: PtScan<'a>,
+    /// Directory tables being scanned, root first (page tables are in `pt`).
+    stack: ArrayVec<Frame<'a>, { MAX_LEVELS - 1 }>,
 }
 
 impl<'a, M: PhysMem + ?Sized> Walk<'a, I686, M, NoOwners, Follow<'a, M>> {
@@ -225,7 +282,7 @@ impl<'a, M: PhysMem + ?Sized> Walk<'a, I686, M, NoOwners, Follow<'a, M>> {
 
     /// A walk of roots already checked.
     pub(crate) fn from_roots(mem: &'a M, roots: Roots<'a>) -> Self {
-        let mut w = Walk {
+        Walk {
             mode: I686::default(),
             mem,
             roots,
@@ -238,53 +295,54 @@ impl<'a, M: PhysMem + ?Sized> Walk<'a, I686, M, NoOwners, Follow<'a, M>> {
             started: false,
             next_space: 0,
             space: 0,
+            pt: PtScan::IDLE,
             stack: ArrayVec::new(),
-        };
-        w.restart();
-        w
+        }
+        .restarted()
     }
 }
 
 impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk<'a, P, M, O, F> {
-    /// Walks with paging mode `mode` instead (e.g. `I686 { pse: false }`).
-    pub fn with_mode<Q: PagingMode>(self, mode: Q) -> Walk<'a, Q, M, O, F> {
-        let mut w = Walk {
+    /// This walk's memory, roots and range with another mode, owner index
+    /// and policy, not started.
+    fn rebuild<Q: PagingMode, O2: Owners, G: AliasPolicy<'a>>(
+        mode: Q,
+        mem: &'a M,
+        roots: Roots<'a>,
+        (address, len): (u64, u64),
+        owners: O2,
+        policy: G,
+    ) -> Walk<'a, Q, M, O2, G> {
+        Walk {
             mode,
-            mem: self.mem,
-            roots: self.roots,
-            owners: self.owners,
-            policy: self.policy,
-            address: self.address,
-            len: self.len,
+            mem,
+            roots,
+            owners,
+            policy,
+            address,
+            len,
             start: 0,
             end: 0,
             started: false,
             next_space: 0,
             space: 0,
+            pt: PtScan::IDLE,
             stack: ArrayVec::new(),
-        };
-        w.restart();
-        w
+        }
+        .restarted()
+    }
+
+    /// Walks with paging mode `mode` instead (e.g. `I686 { pse: false }`).
+    pub fn with_mode<Q: PagingMode>(self, mode: Q) -> Walk<'a, Q, M, O, F> {
+        let range = (self.address, self.len);
+        Self::rebuild(mode, self.mem, self.roots, range, self.owners, self.policy)
     }
 
     /// Records ownership in `owners` (cleared when the walk starts), so the
     /// walk detects aliases. Pass `&mut index` to reuse an index.
     pub fn with_owners<O2: Owners>(self, owners: O2) -> Walk<'a, P, M, O2, F> {
-        Walk {
-            mode: self.mode,
-            mem: self.mem,
-            roots: self.roots,
-            owners,
-            policy: self.policy,
-            address: self.address,
-            len: self.len,
-            start: self.start,
-            end: self.end,
-            started: false,
-            next_space: 0,
-            space: 0,
-            stack: ArrayVec::new(),
-        }
+        let range = (self.address, self.len);
+        Self::rebuild(self.mode, self.mem, self.roots, range, owners, self.policy)
     }
 
     /// Restricts the walk to `[address & !0xFFF, min(address + len,
@@ -293,8 +351,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     pub fn range(mut self, address: u64, len: u64) -> Self {
         self.address = address;
         self.len = len;
-        self.restart();
-        self
+        self.restarted()
     }
 
     /// The references consumer (`walk_va_spaces`' shape): leaves of owned
@@ -330,21 +387,8 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     }
 
     fn with_policy<G: AliasPolicy<'a>>(self, policy: G) -> Walk<'a, P, M, O, G> {
-        Walk {
-            mode: self.mode,
-            mem: self.mem,
-            roots: self.roots,
-            owners: self.owners,
-            policy,
-            address: self.address,
-            len: self.len,
-            start: self.start,
-            end: self.end,
-            started: false,
-            next_space: 0,
-            space: 0,
-            stack: ArrayVec::new(),
-        }
+        let range = (self.address, self.len);
+        Self::rebuild(self.mode, self.mem, self.roots, range, self.owners, policy)
     }
 
     /// The paging mode.
@@ -369,7 +413,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     }
 
     /// Computes the clipped range and forgets any progress.
-    fn restart(&mut self) {
+    fn restarted(mut self) -> Self {
         let page = 1u64 << P::PAGE_SHIFT;
         let limit = 1u64.checked_shl(P::VA_BITS).unwrap_or(u64::MAX);
         self.start = self.address & !(page - 1);
@@ -380,7 +424,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         };
         self.started = false;
         self.next_space = 0;
+        self.pt = PtScan::IDLE;
         self.stack.clear();
+        self
     }
 
     /// Pushes a frame scanning the entries of `table` (at `level`, mapping
@@ -396,6 +442,15 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         } else {
             (span + (1 << shift) - 1) >> shift
         };
+        if level == Level::PT {
+            let e = P::ENTRY_BYTES;
+            self.pt = PtScan {
+                rest: &table[first as usize * e..last as usize * e],
+                va: base + (first << shift),
+                access,
+            };
+            return;
+        }
         // The stack depth is the mode's level count, at most MAX_LEVELS.
         let _ = self.stack.try_push(Frame {
             table,
@@ -542,7 +597,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         }
     }
 
-    /// Looks at one entry (or pops a finished table, or starts a space).
+    /// Looks at one directory entry (or pops a finished directory, or
+    /// starts a space). Page tables are scanned by `next_pt_leaf` and
+    /// `scan_pt`, never here.
     #[inline]
     fn step(&mut self) -> Step {
         let Some(top) = self.stack.last_mut() else {
@@ -558,7 +615,15 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let raw = P::load(top.table, i);
         let va = top.base + ((i as u64) << P::shift(level));
         match self.mode.decode(raw, level) {
-            Entry::Absent => Step::Continue,
+            Entry::Absent => {
+                // Skip the run of absent entries that follows, by blocks.
+                let e = P::ENTRY_BYTES;
+                let mut rest = &top.table[top.next as usize * e..top.end as usize * e];
+                let mut unused_va = 0;
+                skip_absent::<P>(&mut rest, &mut unused_va);
+                top.next = top.end - (rest.len() / e) as u32;
+                Step::Continue
+            }
             Entry::Page(pa) => Step::Event(WalkEvent::Leaf(Leaf {
                 space: SpaceId(self.space),
                 va: VirtAddr(va),
@@ -575,6 +640,104 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             }
         }
     }
+
+    /// The next leaf of the page table being scanned, if any is left.
+    #[inline(always)]
+    fn next_pt_leaf(&mut self) -> Option<WalkEvent> {
+        let e = P::ENTRY_BYTES;
+        while self.pt.rest.len() >= e {
+            let raw = P::load(self.pt.rest, 0);
+            let va = self.pt.va;
+            self.pt.rest = &self.pt.rest[e..];
+            self.pt.va = va + (1 << P::PAGE_SHIFT);
+            if let Entry::Page(pa) = self.mode.decode(raw, Level::PT) {
+                return Some(pt_leaf::<P>(
+                    SpaceId(self.space),
+                    va,
+                    pa,
+                    raw,
+                    self.pt.access,
+                ));
+            }
+            skip_absent::<P>(&mut self.pt.rest, &mut self.pt.va);
+        }
+        None
+    }
+}
+
+/// A 4 KiB leaf found in a page table.
+#[inline(always)]
+fn pt_leaf<P: PagingMode>(
+    space: SpaceId,
+    va: u64,
+    pa: PhysAddr,
+    raw: u64,
+    above: Access,
+) -> WalkEvent {
+    WalkEvent::Leaf(Leaf {
+        space,
+        va: VirtAddr(va),
+        pa,
+        entry: raw,
+        level: Level::PT,
+        size_log2: P::PAGE_SHIFT as u8,
+        access: above & P::access(raw),
+    })
+}
+
+/// Internal iteration over a whole page table: every present entry is a
+/// leaf handed to `g`. The table is taken a block of entries at a time: a
+/// block with no present entry is skipped whole, a block of present
+/// entries is emitted without testing each one.
+#[inline(always)]
+fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    pt: PtScan<'_>,
+    mut acc: B,
+    g: &mut G,
+) -> B {
+    let e = P::ENTRY_BYTES;
+    let page = 1u64 << P::PAGE_SHIFT;
+    let (mut rest, mut va) = (pt.rest, pt.va);
+    while let Some((block, tail)) = rest.split_first_chunk::<BLOCK>() {
+        match presence::<P>(block) {
+            (false, _) => {}
+            (true, true) => {
+                for k in 0..BLOCK / e {
+                    let raw = P::load(block, k);
+                    let pa = P::pte_frame(raw);
+                    acc = g(
+                        acc,
+                        pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+                    );
+                }
+            }
+            (true, false) => {
+                for k in 0..BLOCK / e {
+                    let raw = P::load(block, k);
+                    if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
+                        acc = g(
+                            acc,
+                            pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+                        );
+                    }
+                }
+            }
+        }
+        rest = tail;
+        va += (BLOCK / e) as u64 * page;
+    }
+    for k in 0..rest.len() / e {
+        let raw = P::load(rest, k);
+        if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
+            acc = g(
+                acc,
+                pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+            );
+        }
+    }
+    acc
 }
 
 impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iterator
@@ -585,6 +748,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
     #[inline]
     fn next(&mut self) -> Option<WalkEvent> {
         loop {
+            if let Some(leaf) = self.next_pt_leaf() {
+                return Some(leaf);
+            }
             match self.step() {
                 Step::Event(e) => return Some(e),
                 Step::Continue => {}
@@ -593,8 +759,8 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
         }
     }
 
-    /// Internal iteration: page tables (level 1, where every present entry
-    /// is a 4 KiB leaf) are scanned in a tight loop into `g`.
+    /// Internal iteration: page tables are scanned in a tight loop into
+    /// `g` (see `scan_pt`); directories go through the state machine.
     #[inline]
     fn fold<B, G>(mut self, init: B, mut g: G) -> B
     where
@@ -602,30 +768,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
     {
         let mut acc = init;
         loop {
-            if let Some(&f) = self.stack.last() {
-                if f.level == Level::PT {
-                    self.stack.pop();
-                    let space = SpaceId(self.space);
-                    let shift = P::shift(Level::PT);
-                    for i in f.next as usize..f.end as usize {
-                        let raw = P::load(f.table, i);
-                        if let Entry::Page(pa) = self.mode.decode(raw, Level::PT) {
-                            acc = g(
-                                acc,
-                                WalkEvent::Leaf(Leaf {
-                                    space,
-                                    va: VirtAddr(f.base + ((i as u64) << shift)),
-                                    pa,
-                                    entry: raw,
-                                    level: Level::PT,
-                                    size_log2: shift as u8,
-                                    access: f.access & P::access(raw),
-                                }),
-                            );
-                        }
-                    }
-                    continue;
-                }
+            if !self.pt.rest.is_empty() {
+                let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
+                acc = scan_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
             }
             match self.step() {
                 Step::Event(e) => acc = g(acc, e),

@@ -18,8 +18,15 @@ fn summary(function: &str, id: &str, metrics: &str) -> String {
 #[test]
 fn reads_this_run_from_left_or_both() {
     let s = summary("follow_internal", "dense1", r#"{"Left":{"Int":123}}"#);
-    assert_eq!(parse_summary(&s), Ok(("follow_internal.dense1".into(), 123)));
-    let s = summary("v2p_external", "kshared16", r#"{"Both":[{"Int":7},{"Int":9}]}"#);
+    assert_eq!(
+        parse_summary(&s),
+        Ok(("follow_internal.dense1".into(), 123))
+    );
+    let s = summary(
+        "v2p_external",
+        "kshared16",
+        r#"{"Both":[{"Int":7},{"Int":9}]}"#,
+    );
     assert_eq!(parse_summary(&s), Ok(("v2p_external.kshared16".into(), 7)));
     assert!(parse_summary(&summary("a", "b", r#"{"Right":{"Int":1}}"#)).is_err());
     assert!(parse_summary("{").is_err());
@@ -27,7 +34,8 @@ fn reads_this_run_from_left_or_both() {
 
 #[test]
 fn committed_budgets_parse_and_match_benchmarks_md() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/budgets.txt")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/budgets.txt"))
+        .unwrap();
     let b = parse_budgets(&text).unwrap();
     let get = |name: &str| b.iter().find(|x| x.bench == name).unwrap().clone();
     assert_eq!(get("references_internal.dense1").budget, Some(12.0));
@@ -57,5 +65,9 @@ fn an_injected_slowdown_fails_the_gate() {
     assert!(r.table.contains("OVER BUDGET"));
     // A benchmark that did not run is a failure too, never a silent pass.
     assert_eq!(check(&budgets, &[]).failures.len(), 1);
-    assert!(check(&budgets, &[("references_internal.dense1".into(), 4000)]).table.contains("goal met"));
+    assert!(
+        check(&budgets, &[("references_internal.dense1".into(), 4000)])
+            .table
+            .contains("goal met")
+    );
 }

@@ -31,14 +31,27 @@ pub fn parse_budgets(text: &str) -> Result<Vec<Budget>, String> {
         }
         let cols: Vec<&str> = line.split_whitespace().collect();
         let [bench, unit, units, budget, goal] = cols[..] else {
-            return Err(format!("budgets line {}: expected 5 columns, got {}", n + 1, cols.len()));
+            return Err(format!(
+                "budgets line {}: expected 5 columns, got {}",
+                n + 1,
+                cols.len()
+            ));
         };
-        let num = |s: &str| s.parse::<f64>().map_err(|_| format!("budgets line {}: '{s}' is not a number", n + 1));
+        let num = |s: &str| {
+            s.parse::<f64>()
+                .map_err(|_| format!("budgets line {}: '{s}' is not a number", n + 1))
+        };
         out.push(Budget {
             bench: bench.to_string(),
             unit: unit.to_string(),
-            units: units.parse().map_err(|_| format!("budgets line {}: '{units}' is not a count", n + 1))?,
-            budget: if budget == "-" { None } else { Some(num(budget)?) },
+            units: units
+                .parse()
+                .map_err(|_| format!("budgets line {}: '{units}' is not a count", n + 1))?,
+            budget: if budget == "-" {
+                None
+            } else {
+                Some(num(budget)?)
+            },
             goal: num(goal)?,
         });
     }
@@ -51,7 +64,9 @@ pub fn parse_summary(json: &str) -> Result<(String, u64), String> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("summary: {e}"))?;
     let name = format!(
         "{}.{}",
-        v["function_name"].as_str().ok_or("summary: no function_name")?,
+        v["function_name"]
+            .as_str()
+            .ok_or("summary: no function_name")?,
         v["id"].as_str().ok_or("summary: no id")?
     );
     let profile = v["profiles"]
@@ -60,7 +75,9 @@ pub fn parse_summary(json: &str) -> Result<(String, u64), String> {
         .ok_or("summary: no Callgrind profile")?;
     let ir = &profile["summaries"]["total"]["summary"]["Callgrind"]["Ir"]["metrics"];
     // "Left": this run only; "Both": [this run, the previous baseline].
-    let new = ir.get("Left").or_else(|| ir.get("Both").and_then(|b| b.get(0)));
+    let new = ir
+        .get("Left")
+        .or_else(|| ir.get("Both").and_then(|b| b.get(0)));
     let total = new
         .and_then(|m| m.get("Int"))
         .and_then(serde_json::Value::as_u64)
@@ -95,7 +112,10 @@ pub fn check(budgets: &[Budget], measured: &[(String, u64)]) -> Report {
         let per = total as f64 / b.units as f64;
         let verdict = match b.budget {
             Some(max) if per > max => {
-                failures.push(format!("{}: {per:.2} instructions per {} > budget {max}", b.bench, b.unit));
+                failures.push(format!(
+                    "{}: {per:.2} instructions per {} > budget {max}",
+                    b.bench, b.unit
+                ));
                 "OVER BUDGET"
             }
             _ if per <= b.goal => "goal met",
@@ -106,13 +126,7 @@ pub fn check(budgets: &[Budget], measured: &[(String, u64)]) -> Report {
         let _ = writeln!(
             table,
             "{:<32} {:>12} {:>9} {:<12} {:>8.2} {:>7} {:>6}  {verdict}",
-            b.bench,
-            total,
-            b.units,
-            b.unit,
-            per,
-            budget,
-            b.goal
+            b.bench, total, b.units, b.unit, per, budget, b.goal
         );
     }
     Report { table, failures }

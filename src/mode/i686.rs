@@ -47,6 +47,7 @@ impl PagingMode for I686 {
     const LEVELS: u8 = 2;
     const ENTRY_BYTES: usize = 4;
     const VA_BITS: u32 = 32;
+    const PRESENT_WORDS: u64 = PRESENT | (PRESENT << 32);
 
     #[inline]
     fn index_bits(_level: Level) -> u32 {
@@ -64,7 +65,7 @@ impl PagingMode for I686 {
         if raw & PRESENT == 0 {
             Entry::Absent
         } else if level.0 == 1 {
-            Entry::Page(PhysAddr(raw & TABLE_ADDR))
+            Entry::Page(Self::pte_frame(raw))
         } else if self.pse && raw & PS != 0 {
             Entry::Page(PhysAddr(
                 (raw & LARGE_ADDR_LOW) | ((raw & LARGE_ADDR_HIGH) << (32 - 13)),
@@ -72,6 +73,11 @@ impl PagingMode for I686 {
         } else {
             Entry::Table(PhysAddr(raw & TABLE_ADDR))
         }
+    }
+
+    #[inline]
+    fn pte_frame(raw: u64) -> PhysAddr {
+        PhysAddr(raw & TABLE_ADDR)
     }
 
     #[inline]

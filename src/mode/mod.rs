@@ -51,6 +51,9 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
     const VA_BITS: u32;
     /// log2 of the smallest page size.
     const PAGE_SHIFT: u32 = 12;
+    /// The present bits of the entries packed in one little-endian `u64`
+    /// (for skipping absent entries several at a time).
+    const PRESENT_WORDS: u64;
 
     /// log2 of the number of entries in a table at `level`.
     fn index_bits(level: Level) -> u32;
@@ -60,6 +63,10 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
 
     /// Decodes a raw entry read from a table at `level`.
     fn decode(self, raw: u64, level: Level) -> Entry;
+
+    /// The frame address of a present level-1 entry (what `decode` returns
+    /// in `Entry::Page` at level 1).
+    fn pte_frame(raw: u64) -> PhysAddr;
 
     /// The access one entry grants on its own (its RW and US bits).
     fn access(raw: u64) -> Access;

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use ptwalk::{Leaf, PhysAddr, Translation, VirtAddr, WalkEvent};
+use ptwalk::{Leaf, PhysAddr, Translation, VirtAddr, WalkEvent, WalkExt};
 use serde_json::json;
 
 /// How `ptwalk walk` prints events.
@@ -114,18 +114,11 @@ pub fn events(
     out: &mut impl Write,
 ) -> io::Result<()> {
     if let Format::Count = format {
-        let [leaf, alias, invalid, fault] = walk.fold([0u64; 4], |mut n, e| {
-            n[match e {
-                WalkEvent::Leaf(_) => 0,
-                WalkEvent::Aliasing(_) => 1,
-                WalkEvent::Invalid(_) => 2,
-                _ => 3,
-            }] += 1;
-            n
-        });
+        let c = walk.counts();
         return writeln!(
             out,
-            "leaf\t{leaf}\nalias\t{alias}\ninvalid\t{invalid}\nfault\t{fault}"
+            "leaf\t{}\nalias\t{}\ninvalid\t{}\nfault\t{}",
+            c.leaves, c.aliases, c.invalid, c.faults
         );
     }
     for e in walk {
