@@ -115,6 +115,11 @@ pub use walk::{AliasPolicy, Follow, FollowAliases, MAX_LEVELS, References, Refs,
 mod adapt;
 pub use adapt::{Coalesce, Counts, FLAG_BITS, Leaves, Run, WalkExt};
 
+#[cfg(feature = "alloc")]
+pub mod compact;
+#[cfg(feature = "alloc")]
+pub use compact::{TableWriter, WriteError};
+
 mod api;
 #[cfg(feature = "alloc")]
 pub use api::walk_va_spaces;

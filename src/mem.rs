@@ -75,7 +75,12 @@ impl<T: PhysMem + ?Sized> PhysMem for &T {
 
 /// Bounds-checked sub-slice of `bytes`, which start at physical `base`.
 #[inline]
-fn lend_from(bytes: &[u8], base: u64, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
+pub(crate) fn lend_from(
+    bytes: &[u8],
+    base: u64,
+    pa: PhysAddr,
+    len: usize,
+) -> Result<&[u8], MemError> {
     let oob = MemError::OutOfBounds {
         pa,
         len: len as u64,

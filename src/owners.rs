@@ -162,6 +162,18 @@ impl<S: AsRef<[OwnerSlot]> + AsMut<[OwnerSlot]>> OwnerIndex<S> {
         }
     }
 
+    /// Every recorded table: (table, level, owner space, owner VA).
+    pub fn iter(&self) -> impl Iterator<Item = (PhysAddr, Level, SpaceId, VirtAddr)> + '_ {
+        self.slots.as_ref().iter().filter(|s| s.key != 0).map(|s| {
+            (
+                PhysAddr(s.key & !0xFFF),
+                Level((s.key & 0xFFF) as u8),
+                SpaceId(s.space),
+                VirtAddr(s.va),
+            )
+        })
+    }
+
     /// Gives the storage back.
     pub fn into_inner(self) -> S {
         self.slots
@@ -255,6 +267,11 @@ impl GrowableOwners {
         GrowableOwners {
             index: Some(OwnerIndex::new(alloc::vec![OwnerSlot::EMPTY; slots])),
         }
+    }
+
+    /// Every recorded table: (table, level, owner space, owner VA).
+    pub fn iter(&self) -> impl Iterator<Item = (PhysAddr, Level, SpaceId, VirtAddr)> + '_ {
+        self.index.iter().flat_map(OwnerIndex::iter)
     }
 
     fn grow(&mut self) {

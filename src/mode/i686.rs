@@ -86,6 +86,40 @@ impl PagingMode for I686 {
     }
 
     #[inline]
+    fn flags(raw: u64, large: bool) -> u64 {
+        // A large page's bit 12 is PAT; bits 13..=21 are address.
+        raw & if large { 0x1FFF } else { 0xFFF }
+    }
+
+    fn small_flags(large_flags: u64) -> u64 {
+        // PS (bit 7) goes; PAT moves from bit 12 to bit 7.
+        (large_flags & 0xF7F) | if large_flags & 0x1000 != 0 { PS } else { 0 }
+    }
+
+    fn table_entry(table: PhysAddr, flags: u64) -> Option<u64> {
+        (table.0 & !TABLE_ADDR == 0).then_some(table.0 | (flags & 0xFFF & !PS) | PRESENT)
+    }
+
+    fn page_entry(self, pa: PhysAddr, level: Level, flags: u64) -> Option<u64> {
+        match level.0 {
+            1 => (pa.0 & !TABLE_ADDR == 0).then_some(pa.0 | (flags & 0xFFF) | PRESENT),
+            2 if self.pse && pa.0 & 0x3F_FFFF == 0 && pa.0 >> 40 == 0 => Some(
+                (pa.0 & LARGE_ADDR_LOW)
+                    | ((pa.0 >> 32) << 13)
+                    | (flags & 0x1FFF & !LARGE_ADDR_HIGH)
+                    | PS
+                    | PRESENT,
+            ),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn store(table: &mut [u8], i: usize, raw: u64) {
+        table[i * 4..i * 4 + 4].copy_from_slice(&(raw as u32).to_le_bytes());
+    }
+
+    #[inline]
     fn load(table: &[u8], i: usize) -> u64 {
         let b = &table[i * 4..i * 4 + 4];
         u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -143,6 +177,40 @@ mod tests {
             Entry::Table(PhysAddr(0xFFC0_0000))
         );
         assert_eq!(m.decode(0xFFC0_0082, Level(2)), Entry::Absent);
+    }
+
+    #[test]
+    fn encode_round_trips_through_decode() {
+        let m = I686::default();
+        let t = I686::table_entry(PhysAddr(0x5000), 0x27).unwrap();
+        assert_eq!(
+            (m.decode(t, Level(2)), t & 0xFFF),
+            (Entry::Table(PhysAddr(0x5000)), 0x27)
+        );
+        assert_eq!(I686::table_entry(PhysAddr(0x5001), 0x27), None);
+        assert_eq!(I686::table_entry(PhysAddr(0x1_0000_0000), 0x27), None);
+        let p = m.page_entry(PhysAddr(0x7000), Level(1), 0x203).unwrap();
+        assert_eq!(
+            (m.decode(p, Level(1)), I686::flags(p, false)),
+            (Entry::Page(PhysAddr(0x7000)), 0x203)
+        );
+        let big = m
+            .page_entry(PhysAddr(0xAB_0040_0000), Level(2), 0x1003)
+            .unwrap();
+        assert_eq!(
+            m.decode(big, Level(2)),
+            Entry::Page(PhysAddr(0xAB_0040_0000))
+        );
+        assert_eq!(I686::flags(big, true), 0x1083);
+        assert_eq!(m.page_entry(PhysAddr(0x0040_1000), Level(2), 3), None);
+        assert_eq!(m.page_entry(PhysAddr(1 << 40), Level(2), 3), None);
+        assert_eq!(
+            I686 { pse: false }.page_entry(PhysAddr(0x40_0000), Level(2), 3),
+            None
+        );
+        let mut table = [0u8; 8];
+        I686::store(&mut table, 1, 0xDEAD_BEEF);
+        assert_eq!(I686::load(&table, 1), 0xDEAD_BEEF);
     }
 
     #[test]

@@ -78,6 +78,32 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
     /// If `table` has no entry `i`.
     fn load(table: &[u8], i: usize) -> u64;
 
+    /// The flag bits of an entry (everything that is not address): what a
+    /// rebuilt entry copies. `large` for a large-page entry, whose
+    /// address field is narrower.
+    fn flags(raw: u64, large: bool) -> u64;
+
+    /// The flags a 4 KiB entry needs to map part of a large page whose
+    /// entry has `large_flags` (e.g. the PAT bit moves).
+    fn small_flags(large_flags: u64) -> u64;
+
+    /// A present entry pointing at the table `table`, with `flags` (the
+    /// page-size bit is cleared, present is set). `None` if the address
+    /// cannot be encoded (misaligned, or too high for the format).
+    fn table_entry(table: PhysAddr, flags: u64) -> Option<u64>;
+
+    /// A present entry mapping a page at `pa` from a table at `level`
+    /// (level 1: a 4 KiB page; above: a large page, if the mode has one
+    /// at that level), with `flags`. `None` if it cannot be encoded.
+    fn page_entry(self, pa: PhysAddr, level: Level, flags: u64) -> Option<u64>;
+
+    /// Writes entry `i` of a table (little-endian, `ENTRY_BYTES` wide).
+    ///
+    /// # Panics
+    ///
+    /// If `table` has no entry `i`.
+    fn store(table: &mut [u8], i: usize, raw: u64);
+
     /// Number of entries in a table at `level`.
     #[inline]
     fn entries(level: Level) -> usize {
