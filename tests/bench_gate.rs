@@ -55,7 +55,7 @@ fn an_injected_slowdown_fails_the_gate() {
         unit: "leaf".into(),
         units: 1000,
         budget: Some(12.0),
-        goal: 5.0,
+        goal: Some(5.0),
     }];
     let at_budget = [("references_internal.dense1".to_string(), 12_000)];
     assert!(check(&budgets, &at_budget).failures.is_empty());

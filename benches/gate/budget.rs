@@ -16,12 +16,12 @@ pub struct Budget {
     pub units: u64,
     /// Instructions per unit CI allows (`None`: report only).
     pub budget: Option<f64>,
-    /// Instructions per unit we aim at.
-    pub goal: f64,
+    /// Instructions per unit we aim at (`None`: no goal set).
+    pub goal: Option<f64>,
 }
 
 /// Parses the budget table: `#` comments, then whitespace-separated
-/// `bench unit units budget goal` rows.
+/// `bench unit units budget goal` rows (`-` for no budget or goal).
 pub fn parse_budgets(text: &str) -> Result<Vec<Budget>, String> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -52,7 +52,7 @@ pub fn parse_budgets(text: &str) -> Result<Vec<Budget>, String> {
             } else {
                 Some(num(budget)?)
             },
-            goal: num(goal)?,
+            goal: if goal == "-" { None } else { Some(num(goal)?) },
         });
     }
     Ok(out)
@@ -118,15 +118,16 @@ pub fn check(budgets: &[Budget], measured: &[(String, u64)]) -> Report {
                 ));
                 "OVER BUDGET"
             }
-            _ if per <= b.goal => "goal met",
+            _ if b.goal.is_some_and(|g| per <= g) => "goal met",
             Some(_) => "ok",
             None => "report only",
         };
-        let budget = b.budget.map_or("-".to_string(), |x| format!("{x}"));
+        let show = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x}"));
+        let (budget, goal) = (show(b.budget), show(b.goal));
         let _ = writeln!(
             table,
             "{:<32} {:>12} {:>9} {:<12} {:>8.2} {:>7} {:>6}  {verdict}",
-            b.bench, total, b.units, b.unit, per, budget, b.goal
+            b.bench, total, b.units, b.unit, per, budget, goal
         );
     }
     Report { table, failures }

@@ -73,6 +73,12 @@ pub struct TableWriter<P> {
     mode: P,
     base: PhysAddr,
     bytes: Vec<u8>,
+    /// The last table `map` wrote a leaf into, keyed by (root, level, VA
+    /// of the region that table maps): consecutive leaves of one table
+    /// skip the descent. Only `map` and `ensure_table` fill it; nothing
+    /// else ever changes an existing table pointer except `link`,
+    /// `invalidate`, `set_entry` and `relocate`, which clear it.
+    last: Option<(PhysAddr, Level, u64, PhysAddr)>,
 }
 
 impl<P: PagingMode> fmt::Debug for TableWriter<P> {
@@ -81,6 +87,7 @@ impl<P: PagingMode> fmt::Debug for TableWriter<P> {
             .field("mode", &self.mode)
             .field("base", &self.base)
             .field("tables", &self.tables())
+            .field("last", &self.last)
             .finish()
     }
 }
@@ -95,6 +102,7 @@ impl<P: PagingMode> TableWriter<P> {
             mode,
             base: PhysAddr(base.0 & !0xFFF),
             bytes: Vec::new(),
+            last: None,
         }
     }
 
@@ -152,6 +160,13 @@ impl<P: PagingMode> TableWriter<P> {
     ///
     /// [`WriteError::NotATable`] if `table` is not one of this writer's.
     pub fn set_entry(&mut self, table: PhysAddr, index: usize, raw: u64) -> Result<(), WriteError> {
+        self.last = None;
+        self.write_entry(table, index, raw)
+    }
+
+    /// `set_entry` that keeps the cache: for writes that only fill
+    /// entries, never change a table pointer.
+    fn write_entry(&mut self, table: PhysAddr, index: usize, raw: u64) -> Result<(), WriteError> {
         let t = self.table_mut(table)?;
         if index >= TABLE / P::ENTRY_BYTES {
             return Err(WriteError::NotATable(table));
@@ -177,6 +192,12 @@ impl<P: PagingMode> TableWriter<P> {
         level: Level,
         dir_flags: &mut impl FnMut(Level) -> u64,
     ) -> Result<PhysAddr, WriteError> {
+        let region = va.0 >> (P::shift(level) + P::index_bits(level));
+        if let Some((r, l, reg, t)) = self.last {
+            if (r, l, reg) == (root, level, region) {
+                return Ok(t);
+            }
+        }
         let mut table = root;
         let mut l = P::root_level();
         while l > level {
@@ -188,12 +209,13 @@ impl<P: PagingMode> TableWriter<P> {
                     let t = self.alloc_table();
                     let raw = P::table_entry(t, dir_flags(l))
                         .ok_or(WriteError::Unencodable { pa: t, level: l })?;
-                    self.set_entry(table, i, raw)?;
+                    self.write_entry(table, i, raw)?;
                     t
                 }
             };
             l = Level(l.0 - 1);
         }
+        self.last = Some((root, level, region, table));
         Ok(table)
     }
 
@@ -228,7 +250,7 @@ impl<P: PagingMode> TableWriter<P> {
         {
             return Err(WriteError::Conflict { va, level });
         }
-        self.set_entry(table, i, raw)
+        self.write_entry(table, i, raw)
     }
 
     /// Makes the table at `level - 1` for `va` exist under `root` (creating
@@ -253,7 +275,7 @@ impl<P: PagingMode> TableWriter<P> {
                 let t = self.alloc_table();
                 let raw = P::table_entry(t, dir_flags(level))
                     .ok_or(WriteError::Unencodable { pa: t, level })?;
-                self.set_entry(parent, i, raw)?;
+                self.write_entry(parent, i, raw)?;
                 Ok(t)
             }
         }
@@ -316,6 +338,7 @@ impl<P: PagingMode> TableWriter<P> {
     ///
     /// [`WriteError::Unencodable`] if a moved table cannot be encoded.
     pub fn relocate(&mut self, new_base: PhysAddr, roots: &[PhysAddr]) -> Result<(), WriteError> {
+        self.last = None;
         let new_base = PhysAddr(new_base.0 & !0xFFF);
         let old = (self.base.0, self.base.0 + self.bytes.len() as u64);
         let moved = |pa: u64| PhysAddr(pa - old.0 + new_base.0);

@@ -1,6 +1,7 @@
 //! `ptwalk`: walk, translate and explain x86 page tables in a raw
 //! physical-memory image. See the README for the output formats.
 
+mod compact;
 mod demo;
 mod format;
 
@@ -58,6 +59,39 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Tsv)]
         format: Format,
     },
+    /// Rebuild a compact snapshot that keeps shared tables shared: writes
+    /// OUT.img (byte i = physical address OUT-BASE + i: data pages, then
+    /// tables) and OUT.json (base, new roots in input order, stats).
+    Compact {
+        #[command(flatten)]
+        img: ImageArgs,
+        /// Leave START..END (END exclusive) out of every space; repeatable.
+        #[arg(long, value_name = "START..END", value_parser = parse_range)]
+        skip: Vec<(u64, u64)>,
+        /// Turn writable pages copy-on-write (clear RW, set bit 9).
+        #[arg(long)]
+        cow: bool,
+        /// Map 4 MiB pages as 4 KiB pages.
+        #[arg(long)]
+        split_large: bool,
+        /// Drop pages whose frames lie outside the image (device memory);
+        /// by default they are kept at their original address.
+        #[arg(long)]
+        drop_device_pages: bool,
+        /// Keep tables left with no present entry, and their sharing.
+        #[arg(long)]
+        keep_empty_tables: bool,
+        /// Physical address of the output's first byte.
+        #[arg(long, value_name = "PA", default_value = "0", value_parser = parse_num)]
+        out_base: u64,
+        /// Check the result against the input: same contents and access at
+        /// every kept VA, dropped VAs unmapped, same sharing.
+        #[arg(long)]
+        verify: bool,
+        /// Output path prefix.
+        #[arg(short, long, value_name = "OUT")]
+        out: PathBuf,
+    },
     /// Translate VAs in one space (aliases followed).
     Translate {
         #[command(flatten)]
@@ -92,12 +126,23 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     Ok((a, b))
 }
 
-/// A failure to report on one line (exit status 2).
-struct Failure(String);
+/// A failure to report on one line, and the exit status (2 for bad input,
+/// 1 for a verification that found differences).
+struct Failure {
+    msg: String,
+    code: u8,
+}
+
+impl Failure {
+    /// Bad input: exit status 2.
+    fn new(msg: String) -> Self {
+        Failure { msg, code: 2 }
+    }
+}
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure(e.to_string())
+        Failure::new(e.to_string())
     }
 }
 
@@ -121,10 +166,10 @@ fn main() -> ExitCode {
     let result = run(cli.cmd, &mut out).and_then(|()| out.flush().map_err(Failure::from));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(msg)) if msg.contains("Broken pipe") => ExitCode::SUCCESS,
-        Err(Failure(msg)) => {
+        Err(Failure { msg, .. }) if msg.contains("Broken pipe") => ExitCode::SUCCESS,
+        Err(Failure { msg, code }) => {
             eprintln!("ptwalk: {msg}");
-            ExitCode::from(2)
+            ExitCode::from(code)
         }
     }
 }
@@ -145,11 +190,11 @@ impl AsRef<[u8]> for Bytes {
 }
 
 fn load(path: &Path, base: u64) -> Result<Image<Bytes>, Failure> {
-    let file =
-        File::open(path).map_err(|e| Failure(format!("cannot open {}: {e}", path.display())))?;
+    let file = File::open(path)
+        .map_err(|e| Failure::new(format!("cannot open {}: {e}", path.display())))?;
     let len = file
         .metadata()
-        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?
+        .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?
         .len();
     let bytes = if len == 0 {
         Bytes::Empty
@@ -159,7 +204,7 @@ fn load(path: &Path, base: u64) -> Result<Image<Bytes>, Failure> {
         // while it is inspected (if it shrank underneath, reads could fault,
         // as with any mapped file).
         let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|e| Failure(format!("cannot map {}: {e}", path.display())))?;
+            .map_err(|e| Failure::new(format!("cannot map {}: {e}", path.display())))?;
         Bytes::Map(map)
     };
     Ok(Image::new(PhysAddr(base), bytes))
@@ -171,7 +216,7 @@ fn open(args: &ImageArgs) -> Result<(Image<Bytes>, Vec<PhysAddr>), Failure> {
     let roots: Vec<PhysAddr> = args.roots.iter().map(|&r| PhysAddr(r)).collect();
     for r in &roots {
         if mem.lend(*r, 4096).is_err() {
-            return Err(Failure(format!(
+            return Err(Failure::new(format!(
                 "root {r} lies outside the image ({:#x}..{:#x})",
                 mem.base().0,
                 mem.end()
@@ -202,6 +247,42 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                 format::events(walk.references(), &roots, format, out)
             }
             .map_err(Failure::from)
+        }
+        Cmd::Compact {
+            img,
+            skip,
+            cow,
+            split_large,
+            drop_device_pages,
+            keep_empty_tables,
+            out_base,
+            verify,
+            out: prefix,
+        } => {
+            let (mem, roots) = open(&img)?;
+            let job = compact::Job {
+                mem: &mem,
+                image: &img.image,
+                roots: &roots,
+                mode: I686 { pse: !img.no_pse },
+                policy: ptwalk::compact::Policy {
+                    skip: skip.into_iter().map(|(a, b)| a..b).collect(),
+                    cow,
+                    split_large,
+                    drop_device_pages,
+                    keep_empty_tables,
+                },
+                out_base,
+                out: &prefix,
+                verify,
+            };
+            match compact::run(job, out).map_err(Failure::new)? {
+                true => Ok(()),
+                false => Err(Failure {
+                    msg: "verification failed".into(),
+                    code: 1,
+                }),
+            }
         }
         Cmd::Translate { img, space, vas } => {
             let (mem, roots) = open(&img)?;
