@@ -65,7 +65,8 @@
 //!
 //! # Features
 //!
-//! - `alloc`: [`GrowableOwners`] and [`walk_va_spaces`].
+//! - `alloc`: [`GrowableOwners`], [`walk_va_spaces`] and [`compact`]
+//!   (snapshot compaction that preserves sharing).
 //! - `std` (default): `alloc`, plus `std::error::Error` through `core`.
 //! - `cli` (default): the `ptwalk` command-line tool.
 //!

@@ -211,3 +211,88 @@ fn demo_explains_both_consumers() {
     assert!(out.contains("invalid (4 MiB)"));
     assert!(out.contains("0x40048000 leaf  0x01100000 4K ro,user"));
 }
+
+#[test]
+fn compact_writes_image_and_sidecar_and_verifies() {
+    let img = sample("compact");
+    let dir = std::env::temp_dir().join(format!("ptwalk-cli-{}-compact-out", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = dir.join("snap");
+    let out = stdout(&ptwalk(&[
+        "compact",
+        "--image",
+        img.to_str().unwrap(),
+        "--base",
+        "0x100000",
+        "--root",
+        "0x101000",
+        "--root",
+        "0x102000",
+        "--cow",
+        "--verify",
+        "--out-base",
+        "0x200000",
+        "-o",
+        prefix.to_str().unwrap(),
+    ]));
+    assert!(out.contains("aliases_linked\t1"), "{out}");
+    assert!(out.contains("verify\tok"), "{out}");
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("snap.json")).unwrap()).unwrap();
+    assert_eq!(side["base"], "0x200000");
+    assert_eq!(side["roots"].as_array().unwrap().len(), 2);
+    assert_eq!(side["stats"]["aliases_linked"], 1);
+    // The output walks like the input, the shared table still shared.
+    let roots: Vec<String> = side["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    let walked = stdout(&ptwalk(&[
+        "walk",
+        "--image",
+        dir.join("snap.img").to_str().unwrap(),
+        "--base",
+        "0x200000",
+        "--root",
+        &roots[0],
+        "--root",
+        &roots[1],
+        "--format",
+        "count",
+    ]));
+    // The unreadable table of the input is not carried over: no fault.
+    assert_eq!(walked, "leaf\t2\nalias\t1\ninvalid\t0\nfault\t0\n");
+    // Nothing half-written is left behind.
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_file(img).unwrap();
+}
+
+#[test]
+fn compact_never_overwrites_its_input() {
+    let img = sample("overwrite");
+    let before = std::fs::read(&img).unwrap();
+    let prefix = img.with_extension("");
+    fails_with(
+        &[
+            "compact",
+            "--image",
+            img.to_str().unwrap(),
+            "--base",
+            "0x100000",
+            "--root",
+            "0x101000",
+            "-o",
+            prefix.to_str().unwrap(),
+        ],
+        "refusing to overwrite the input image",
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+    std::fs::remove_file(img).unwrap();
+}

@@ -109,7 +109,7 @@ pub fn run<M: PhysMem + ?Sized>(job: Job<'_, M>, out: &mut impl Write) -> Result
                 }
                 b
             });
-            b.set_position(space as u64);
+            b.set_position(space as u64 + 1); // the space being compacted, counted from 1
         })
         .map_err(|e| e.to_string())?;
     if let Some(b) = bar {
@@ -146,7 +146,15 @@ pub fn run<M: PhysMem + ?Sized>(job: Job<'_, M>, out: &mut impl Write) -> Result
     if !job.verify {
         return Ok(true);
     }
+    let spinner = tty.then(|| {
+        let s = ProgressBar::new_spinner().with_message("verifying");
+        s.enable_steady_tick(Duration::from_millis(100));
+        s
+    });
     let report = verify(job.mode, job.mem, job.roots, c, &c.roots, &job.policy);
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
     if report.is_ok() {
         writeln!(
             out,
