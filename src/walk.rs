@@ -1,8 +1,12 @@
 //! The walk: one zero-allocation, stack-allocated descent over many
 //! address spaces, exposed as `Iterator<Item = WalkEvent>`.
 //!
-//! [`Walk`] holds a fixed stack of frames (one per level being scanned,
-//! each a borrowed table slice with a cursor). Ownership of tables is
+//! [`Walk`] holds a fixed stack of directory frames (one per level above
+//! the page tables, each a borrowed table slice with a cursor) and a
+//! separate cursor over the page table being scanned, the hot loop: `fold`
+//! takes it 16 entries at a time (absent blocks skipped whole, full blocks
+//! emitted without per-entry tests), `next` entry by entry with the same
+//! skipping of absent runs. Ownership of tables is
 //! recorded in a caller-provided [`Owners`] index; what happens when a
 //! space reaches a table another (space, VA) owns is the walk's alias
 //! policy:
@@ -451,7 +455,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             };
             return;
         }
-        // The stack depth is the mode's level count, at most MAX_LEVELS.
+        // Directory frames are levels 2..=LEVELS, and LEVELS <= MAX_LEVELS
+        // (checked for every mode in `facts`), so the stack cannot be full.
+        debug_assert!(!self.stack.is_full());
         let _ = self.stack.try_push(Frame {
             table,
             base,
