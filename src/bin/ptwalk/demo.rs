@@ -283,7 +283,7 @@ mod tests {
         assert!(text.contains("invalid (4 MiB)"));
         assert!(text.contains("ro,user,cow"));
         assert!(
-            text.contains("5 aliases re-linked") && text.contains("Verify: ok"),
+            text.contains("5 aliases\nre-linked") && text.contains("Verify: ok"),
             "{text}"
         );
     }
