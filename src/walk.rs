@@ -286,23 +286,14 @@ impl<'a, M: PhysMem + ?Sized> Walk<'a, I686, M, NoOwners, Follow<'a, M>> {
 
     /// A walk of roots already checked.
     pub(crate) fn from_roots(mem: &'a M, roots: Roots<'a>) -> Self {
-        Walk {
-            mode: I686::default(),
+        Self::rebuild(
+            I686::default(),
             mem,
             roots,
-            owners: NoOwners,
-            policy: Follow(mem),
-            address: 0,
-            len: u64::MAX,
-            start: 0,
-            end: 0,
-            started: false,
-            next_space: 0,
-            space: 0,
-            pt: PtScan::IDLE,
-            stack: ArrayVec::new(),
-        }
-        .restarted()
+            (0, u64::MAX),
+            NoOwners,
+            Follow(mem),
+        )
     }
 }
 

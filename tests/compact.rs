@@ -335,6 +335,11 @@ fn shared(n: usize) -> (ImageBuilder, Vec<PhysAddr>, u32) {
     )
 }
 
+/// Whether `out` verifies against `mem`/`roots` under `policy`.
+fn verified(mem: &[u8], roots: &[PhysAddr], out: &Compacted, policy: &Policy) -> bool {
+    verify(I686::default(), mem, roots, out, &out.roots, policy).is_ok()
+}
+
 fn references<M: ptwalk::PhysMem + ?Sized>(mem: &M, roots: &[PhysAddr]) -> Vec<WalkEvent> {
     Walk::new(mem, roots)
         .unwrap()
@@ -363,17 +368,7 @@ fn sharing_survives_compaction() {
             .iter()
             .all(|a| a.owner.0 == 0 && a.va.0 == u64::from(KVA))
     );
-    assert!(
-        verify(
-            I686::default(),
-            &img.buf[..],
-            &roots,
-            &out,
-            &out.roots,
-            &Policy::default()
-        )
-        .is_ok()
-    );
+    assert!(verified(&img.buf, &roots, &out, &Policy::default()));
 }
 
 /// An alias whose owner's region was entirely skipped: our entry becomes
@@ -405,17 +400,7 @@ fn alias_to_a_skipped_owner_region_becomes_invalid() {
     // The entry is explicitly invalid, not left pointing at an empty table.
     let pde = out.lend_u32(out.roots[1].0 + 4 * (0x4000_0000 >> 22));
     assert_eq!(pde, 0);
-    assert!(
-        verify(
-            I686::default(),
-            &img.buf[..],
-            &roots,
-            &out,
-            &out.roots,
-            &policy
-        )
-        .is_ok()
-    );
+    assert!(verified(&img.buf, &roots, &out, &policy));
 }
 
 trait LendU32 {
@@ -455,17 +440,7 @@ fn alias_cut_by_a_skip_is_mapped_privately() {
         [0x4000_0000],
         "the skipped page is gone, the other kept"
     );
-    assert!(
-        verify(
-            I686::default(),
-            &img.buf[..],
-            &roots,
-            &out,
-            &out.roots,
-            &policy
-        )
-        .is_ok()
-    );
+    assert!(verified(&img.buf, &roots, &out, &policy));
     // Linking instead would have mapped the skipped page: verify says so.
     let linked = compact(&img.buf, &roots, &Policy::default());
     assert!(
@@ -504,17 +479,7 @@ fn keep_empty_tables_keeps_the_sharing() {
             .count(),
         0
     );
-    assert!(
-        verify(
-            I686::default(),
-            &img.buf[..],
-            &roots,
-            &out,
-            &out.roots,
-            &policy
-        )
-        .is_ok()
-    );
+    assert!(verified(&img.buf, &roots, &out, &policy));
 }
 
 /// A space that reached the shared table through a read-only, supervisor
@@ -537,17 +502,7 @@ fn permissions_never_widen_through_a_linked_table() {
             .iter()
             .all(|l| !l.access.writable() && !l.access.user())
     );
-    assert!(
-        verify(
-            I686::default(),
-            &img.buf[..],
-            &roots,
-            &out,
-            &out.roots,
-            &Policy::default()
-        )
-        .is_ok()
-    );
+    assert!(verified(&img.buf, &roots, &out, &Policy::default()));
 }
 
 #[test]
@@ -593,17 +548,7 @@ fn copy_on_write_and_device_pages() {
     let leaves: Vec<_> = Walk::single(&out, out.roots[0]).leaves().collect();
     assert!(leaves[0].is_cow() && !leaves[0].access.writable());
     assert_eq!(leaves[1].pa.0, 0xFEE0_0000, "the device stays where it was");
-    assert!(
-        verify(
-            I686::default(),
-            &img.buf[..],
-            &roots,
-            &out,
-            &out.roots,
-            &policy
-        )
-        .is_ok()
-    );
+    assert!(verified(&img.buf, &roots, &out, &policy));
     let dropped = compact(
         &img.buf,
         &roots,
@@ -733,17 +678,7 @@ fn compacted_snapshot_is_placed_at_out_base() {
             .iter()
             .all(|l| (0x10_0000..out.tables_base.0).contains(&l.pa.0))
     );
-    assert!(
-        verify(
-            I686::default(),
-            &img.buf[..],
-            &roots,
-            &out,
-            &out.roots,
-            &Policy::default()
-        )
-        .is_ok()
-    );
+    assert!(verified(&img.buf, &roots, &out, &Policy::default()));
     let _ = HashSet::<u8>::new();
     let _ = VirtAddr(0);
 }
