@@ -452,3 +452,43 @@ fn copy_on_write_pages_are_visible() {
     assert_eq!((cow.va.0, cow.access), (0x0800_7000, Access::USER));
     assert_eq!(cow.access.to_string(), "ro,user");
 }
+
+/// The in-guest raw-pointer backend walks exactly like the slice it points
+/// at, and stays bounds-checked.
+#[test]
+fn raw_pointer_memory_walks_like_a_slice() {
+    let s = shared();
+    let buf = s.img.buf.clone();
+    // SAFETY: `buf` outlives `mem` and nothing writes it while `mem` lives.
+    let mem = unsafe { ptwalk::RawMem::new(buf.as_ptr(), PhysAddr(0), buf.len()) };
+    let mut slots = [OwnerSlot::EMPTY; 64];
+    let raw: Vec<_> = Walk::new(&mem, &s.roots)
+        .unwrap()
+        .with_owners(OwnerIndex::new(&mut slots[..]))
+        .references()
+        .collect();
+    assert_eq!(raw, refs(&buf, &s.roots));
+    use ptwalk::PhysMem;
+    assert!(mem.read_u32(PhysAddr(buf.len() as u64)).is_err());
+}
+
+/// A table that spans two separately backed regions cannot be lent: it is
+/// a `split` fault, not a panic and not a silent miss.
+#[test]
+fn table_across_two_regions_is_a_split_fault() {
+    let s = shared();
+    let (lo, hi) = s.img.buf.split_at(s.kpt as usize + 0x800);
+    let images = [
+        ptwalk::Image::new(PhysAddr(0), lo),
+        ptwalk::Image::new(PhysAddr(lo.len() as u64), hi),
+    ];
+    let mem = ptwalk::Regions::new(&images).unwrap();
+    let ev: Vec<_> = Walk::new(&mem, &s.roots).unwrap().collect();
+    assert_eq!(ev.len(), 2, "{ev:#?}");
+    for e in ev {
+        assert!(matches!(e, WalkEvent::Fault(f) if f.reason == FaultReason::Split && f.pa.0 == u64::from(s.kpt)));
+    }
+    // Overlapping regions are refused up front.
+    let bad = [ptwalk::Image::new(PhysAddr(0), lo), ptwalk::Image::new(PhysAddr(0x10), hi)];
+    assert_eq!(ptwalk::Regions::new(&bad).unwrap_err().index, 1);
+}
