@@ -272,7 +272,7 @@ impl<'a, M: PhysMem + ?Sized> Walk<'a, I686, M, NoOwners, Follow<'a, M>> {
     /// # Errors
     ///
     /// [`WalkError::DuplicateRoot`] if a root repeats (checked without
-    /// allocating, by comparing every pair: a few milliseconds at ten
+    /// allocating, by comparing every pair: tens of milliseconds at ten
     /// thousand roots); [`WalkError::TooManyRoots`] past `u32::MAX` roots.
     pub fn new(mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, WalkError> {
         let roots = Roots::Many(roots);
