@@ -534,3 +534,28 @@ fn generator_covers_the_interesting_cases() {
         "leaves {leaves} large {large} aliases {aliases} same-space {same_space} faults {faults}"
     );
 }
+
+/// Taking some events with `next` and folding the rest gives the same
+/// stream: the internal and external paths share one state.
+#[test]
+fn next_then_fold_resumes_where_next_stopped() {
+    fn prop(s: Scenario, k: u8) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let mut slots = slots();
+        let all = references(&s, &mem, &mut slots);
+        let mut walk = Walk::new(&mem[..], &roots)
+            .unwrap()
+            .with_mode(s.mode())
+            .with_owners(OwnerIndex::new(&mut slots[..]))
+            .range(s.address, s.len)
+            .references();
+        let mut got: Vec<WalkEvent> = walk.by_ref().take(usize::from(k)).collect();
+        got = walk.fold(got, |mut v, e| {
+            v.push(e);
+            v
+        });
+        got == all
+    }
+    qc().quickcheck(prop as fn(Scenario, u8) -> bool);
+}
