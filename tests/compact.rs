@@ -580,6 +580,22 @@ fn verify_catches_damage() {
         !r.is_ok() && matches!(r.mismatches[0], ptwalk::compact::Mismatch::Contents { .. }),
         "{r:#?}"
     );
+    // Mismatched roots are a mismatch, not a panic.
+    let r = verify(
+        I686::default(),
+        &img.buf[..],
+        &roots,
+        &out,
+        &out.roots[..1],
+        &policy,
+    );
+    assert!(matches!(
+        r.mismatches[..],
+        [ptwalk::compact::Mismatch::Roots {
+            original: 2,
+            compacted: 1
+        }]
+    ));
     // Dropping a kept range after the fact is caught too.
     let skipping = Policy {
         skip: vec![0x0800_0000..0x0840_0000],

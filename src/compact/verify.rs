@@ -51,6 +51,13 @@ pub enum Mismatch {
         /// What the compacted snapshot has.
         got: (Access, bool),
     },
+    /// The compacted snapshot has another number of roots than the original.
+    Roots {
+        /// Roots of the original.
+        original: usize,
+        /// Roots given for the compacted snapshot.
+        compacted: usize,
+    },
     /// An alias of the original is not shared in the compacted snapshot
     /// (or the reverse), or an alias with nothing behind it is not invalid.
     Sharing {
@@ -81,6 +88,13 @@ impl fmt::Display for Mismatch {
                 if got.1 { ",cow" } else { "" },
                 expected.0,
                 if expected.1 { ",cow" } else { "" }
+            ),
+            Mismatch::Roots {
+                original,
+                compacted,
+            } => write!(
+                f,
+                "{compacted} compacted roots for {original} original roots"
             ),
             Mismatch::Sharing { space, va, level } => {
                 write!(
@@ -175,6 +189,13 @@ pub fn verify<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
     policy: &Policy,
 ) -> VerifyReport {
     let mut report = VerifyReport::default();
+    if roots.len() != new_roots.len() {
+        report.push(Mismatch::Roots {
+            original: roots.len(),
+            compacted: new_roots.len(),
+        });
+        return report;
+    }
     let before = aliases(mode, original, roots);
     for (s, (&root, &new_root)) in roots.iter().zip(new_roots).enumerate() {
         let space = SpaceId(s as u32);
