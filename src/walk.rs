@@ -643,22 +643,26 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     #[inline(always)]
     fn next_pt_leaf(&mut self) -> Option<WalkEvent> {
         let e = P::ENTRY_BYTES;
-        while self.pt.rest.len() >= e {
-            let raw = P::load(self.pt.rest, 0);
-            let va = self.pt.va;
-            self.pt.rest = &self.pt.rest[e..];
-            self.pt.va = va + (1 << P::PAGE_SHIFT);
+        let (mut rest, mut va) = (self.pt.rest, self.pt.va);
+        while let Some((entry, tail)) = rest.split_at_checked(e) {
+            let raw = P::load(entry, 0);
+            let this = va;
+            rest = tail;
+            va += 1 << P::PAGE_SHIFT;
             if let Entry::Page(pa) = self.mode.decode(raw, Level::PT) {
+                self.pt.rest = rest;
+                self.pt.va = va;
                 return Some(pt_leaf::<P>(
                     SpaceId(self.space),
-                    va,
+                    this,
                     pa,
                     raw,
                     self.pt.access,
                 ));
             }
-            skip_absent::<P>(&mut self.pt.rest, &mut self.pt.va);
+            skip_absent::<P>(&mut rest, &mut va);
         }
+        self.pt.rest = rest;
         None
     }
 }
