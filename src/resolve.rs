@@ -64,8 +64,43 @@ pub fn resolve<P: PagingMode, M: PhysMem + ?Sized>(
     va: VirtAddr,
     level: Level,
 ) -> Resolution {
+    match entry_at(mode, mem, root, va, level) {
+        Lookup::Entry(raw) => match mode.decode(raw, level) {
+            Entry::Table(t) => Resolution::Table(t),
+            Entry::Absent | Entry::Page(_) => Resolution::Invalid,
+        },
+        Lookup::Absent => Resolution::Invalid,
+        Lookup::Fault { level, pa, reason } => Resolution::Fault { level, pa, reason },
+    }
+}
+
+/// What [`entry_at`] found.
+pub(crate) enum Lookup {
+    /// The raw entry at the level asked for.
+    Entry(u64),
+    /// A table on the way down is absent (or a large page is in the way),
+    /// or the level holds no table entries.
+    Absent,
+    /// A table on the way down could not be read.
+    Fault {
+        level: Level,
+        pa: PhysAddr,
+        reason: FaultReason,
+    },
+}
+
+/// The raw entry at `level` (a level holding table entries, `2..=LEVELS`)
+/// for `va` under `root`: the descent both [`resolve`] and the compactor's
+/// flag lookups share.
+pub(crate) fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
+    mode: P,
+    mem: &M,
+    root: PhysAddr,
+    va: VirtAddr,
+    level: Level,
+) -> Lookup {
     if level.0 < 2 || level.0 > P::LEVELS {
-        return Resolution::Invalid;
+        return Lookup::Absent;
     }
     let mut table = root;
     let mut l = P::root_level();
@@ -73,21 +108,22 @@ pub fn resolve<P: PagingMode, M: PhysMem + ?Sized>(
         let bytes = match mem.lend(table, P::table_bytes(l)) {
             Ok(b) => b,
             Err(e) => {
-                return Resolution::Fault {
+                return Lookup::Fault {
                     level: l,
                     pa: table,
                     reason: e.into(),
                 };
             }
         };
-        match mode.decode(P::load(bytes, P::index(va.0, l)), l) {
-            Entry::Table(next) if l == level => return Resolution::Table(next),
-            Entry::Table(next) => {
-                table = next;
-                l = Level(l.0 - 1);
-            }
-            Entry::Absent | Entry::Page(_) => return Resolution::Invalid,
+        let raw = P::load(bytes, P::index(va.0, l));
+        if l == level {
+            return Lookup::Entry(raw);
         }
+        match mode.decode(raw, l) {
+            Entry::Table(next) => table = next,
+            Entry::Absent | Entry::Page(_) => return Lookup::Absent,
+        }
+        l = Level(l.0 - 1);
     }
 }
 

@@ -26,9 +26,9 @@ use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::{MemError, WalkError};
 use crate::event::{Aliasing, COW_BIT, WalkEvent};
 use crate::mem::PhysMem;
-use crate::mode::{Entry, I686, PagingMode};
+use crate::mode::{I686, PagingMode};
 use crate::owners::GrowableOwners;
-use crate::resolve::{Resolution, resolve};
+use crate::resolve::{Lookup, Resolution, entry_at, resolve};
 use crate::walk::{Roots, Walk};
 use map::PageMap;
 
@@ -554,17 +554,8 @@ pub(crate) fn source_entry<P: PagingMode, M: PhysMem + ?Sized>(
     va: VirtAddr,
     level: Level,
 ) -> Option<u64> {
-    let mut table = root;
-    let mut l = P::root_level();
-    loop {
-        let raw = P::load(mem.lend(table, P::table_bytes(l)).ok()?, P::index(va.0, l));
-        if l == level {
-            return Some(raw);
-        }
-        match mode.decode(raw, l) {
-            Entry::Table(t) => table = t,
-            _ => return None,
-        }
-        l = Level(l.0 - 1);
+    match entry_at(mode, mem, root, va, level) {
+        Lookup::Entry(raw) => Some(raw),
+        _ => None,
     }
 }
