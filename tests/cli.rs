@@ -47,20 +47,18 @@ fn sample(name: &str) -> PathBuf {
     path
 }
 
+/// `ptwalk CMD --image IMG --base 0x100000 --root 0x101000 --root 0x102000 EXTRA…`
+fn on_sample(cmd: &str, img: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec![cmd, "--image", img.to_str().unwrap(), "--base", "0x100000"];
+    args.extend(["--root", "0x101000", "--root", "0x102000"]);
+    args.extend(extra);
+    ptwalk(&args)
+}
+
 #[test]
 fn walk_tsv_references() {
     let img = sample("tsv");
-    let out = stdout(&ptwalk(&[
-        "walk",
-        "--image",
-        img.to_str().unwrap(),
-        "--base",
-        "0x100000",
-        "--root",
-        "0x101000",
-        "--root",
-        "0x102000",
-    ]));
+    let out = stdout(&on_sample("walk", &img, &[]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines,
@@ -77,22 +75,17 @@ fn walk_tsv_references() {
 #[test]
 fn walk_follow_json_and_range() {
     let img = sample("json");
-    let out = stdout(&ptwalk(&[
+    let out = stdout(&on_sample(
         "walk",
-        "--image",
-        img.to_str().unwrap(),
-        "--base",
-        "0x100000",
-        "--root",
-        "0x101000",
-        "--root",
-        "0x102000",
-        "--follow",
-        "--format",
-        "json",
-        "--range",
-        "0xc0000000..0xc0400000",
-    ]));
+        &img,
+        &[
+            "--follow",
+            "--format",
+            "json",
+            "--range",
+            "0xc0000000..0xc0400000",
+        ],
+    ));
     let objs: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -109,23 +102,18 @@ fn walk_follow_json_and_range() {
 #[test]
 fn translate_prints_pa_or_unmapped() {
     let img = sample("translate");
-    let out = stdout(&ptwalk(&[
+    let out = stdout(&on_sample(
         "translate",
-        "--image",
-        img.to_str().unwrap(),
-        "--base",
-        "0x100000",
-        "--root",
-        "0x101000",
-        "--root",
-        "0x102000",
-        "--space",
-        "1",
-        "0xc0001234",
-        "0xc0002000",
-        "0x8000010",
-        "0x8400000",
-    ]));
+        &img,
+        &[
+            "--space",
+            "1",
+            "0xc0001234",
+            "0xc0002000",
+            "0x8000010",
+            "0x8400000",
+        ],
+    ));
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         [
@@ -218,23 +206,18 @@ fn compact_writes_image_and_sidecar_and_verifies() {
     let dir = std::env::temp_dir().join(format!("ptwalk-cli-{}-compact-out", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = dir.join("snap");
-    let out = stdout(&ptwalk(&[
+    let out = stdout(&on_sample(
         "compact",
-        "--image",
-        img.to_str().unwrap(),
-        "--base",
-        "0x100000",
-        "--root",
-        "0x101000",
-        "--root",
-        "0x102000",
-        "--cow",
-        "--verify",
-        "--out-base",
-        "0x200000",
-        "-o",
-        prefix.to_str().unwrap(),
-    ]));
+        &img,
+        &[
+            "--cow",
+            "--verify",
+            "--out-base",
+            "0x200000",
+            "-o",
+            prefix.to_str().unwrap(),
+        ],
+    ));
     assert!(out.contains("aliases_linked\t1"), "{out}");
     assert!(out.contains("verify\tok"), "{out}");
     let side: serde_json::Value =
