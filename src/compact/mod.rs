@@ -78,6 +78,9 @@ impl Policy {
     /// be covered by different ranges).
     #[must_use]
     pub fn skips_all(&self, va: u64, len: u64) -> bool {
+        if self.skip.is_empty() {
+            return false;
+        }
         let end = va.saturating_add(len);
         let mut at = va;
         while at < end {
