@@ -729,14 +729,26 @@ fn table_writer_maps_what_it_is_told() {
         for (pdi, pti, frame, large) in maps {
             let pdi = u64::from(pdi % 1024);
             let (va, level, pa, size) = if large {
-                (pdi << 22, Level(2), u64::from(frame & 0xFFC0_0000), 4u64 << 20)
+                (
+                    pdi << 22,
+                    Level(2),
+                    u64::from(frame & 0xFFC0_0000),
+                    4u64 << 20,
+                )
             } else {
-                (pdi << 22 | u64::from(pti % 1024) << 12, Level(1), u64::from(frame & !0xFFF), 4096)
+                (
+                    pdi << 22 | u64::from(pti % 1024) << 12,
+                    Level(1),
+                    u64::from(frame & !0xFFF),
+                    4096,
+                )
             };
             let r = w.map(root, VirtAddr(va), PhysAddr(pa), level, 0x3, |_| 0x7);
             let region = pdi << 22;
             let has_large = want.get(&region).is_some_and(|&(_, s)| s > 4096);
-            let has_small = want.range(region..region + (4 << 20)).any(|(_, &(_, s))| s == 4096);
+            let has_small = want
+                .range(region..region + (4 << 20))
+                .any(|(_, &(_, s))| s == 4096);
             let conflict = if large { has_small } else { has_large };
             if conflict != r.is_err() {
                 return false;
@@ -751,5 +763,7 @@ fn table_writer_maps_what_it_is_told() {
             .collect();
         got == want
     }
-    QuickCheck::new().tests(300).quickcheck(prop as fn(Vec<(u16, u16, u32, bool)>) -> bool);
+    QuickCheck::new()
+        .tests(300)
+        .quickcheck(prop as fn(Vec<(u16, u16, u32, bool)>) -> bool);
 }
