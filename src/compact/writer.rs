@@ -266,19 +266,12 @@ impl<P: PagingMode> TableWriter<P> {
         level: Level,
         mut dir_flags: impl FnMut(Level) -> u64,
     ) -> Result<PhysAddr, WriteError> {
-        let parent = self.table_for(root, va, level, &mut dir_flags)?;
-        let i = P::index(va.0, level);
-        match self.mode.decode(self.get_entry(parent, i)?, level) {
-            Entry::Table(t) => Ok(t),
-            Entry::Page(_) => Err(WriteError::Conflict { va, level }),
-            Entry::Absent => {
-                let t = self.alloc_table();
-                let raw = P::table_entry(t, dir_flags(level))
-                    .ok_or(WriteError::Unencodable { pa: t, level })?;
-                self.write_entry(parent, i, raw)?;
-                Ok(t)
-            }
+        // The table the entry at `level` points to is the one holding the
+        // entries at `level - 1`: the descent creates it if need be.
+        if level.0 < 2 {
+            return Err(WriteError::Conflict { va, level });
         }
+        self.table_for(root, va, Level(level.0 - 1), &mut dir_flags)
     }
 
     /// Links the entry at `level` for `va` under `root` to `table` (an
