@@ -78,8 +78,8 @@ fn main() {
             .policy(Policy::default())
             .run()
             .unwrap();
-        assert_eq!(out.stats.aliases_linked, 15 * 4);
-        out.data.len()
+        assert_eq!(out.stats().aliases_linked, 15 * 4);
+        out.stats().data_bytes as usize
     });
     // The plain copy of the kept bytes: every mapped page once, in walk
     // order, appended to a growing buffer, as the compactor copies them.

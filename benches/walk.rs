@@ -145,7 +145,7 @@ fn compact(input: Input) -> u64 {
         .unwrap()
         .run()
         .unwrap();
-    black_box(out.stats.tables_written)
+    black_box(out.stats().tables_written)
 }
 
 library_benchmark_group!(

@@ -161,9 +161,16 @@ fn compaction_then_verify_always_passes() {
     fn prop(s: Snap) -> bool {
         let (mem, roots, policy) = (s.image(), s.roots(), s.policy());
         let out = compact(&mem, &roots, &policy);
-        let report = verify(I686::default(), &mem[..], &roots, &out, &out.roots, &policy);
+        let report = verify(
+            I686::default(),
+            &mem[..],
+            &roots,
+            &out,
+            out.roots(),
+            &policy,
+        );
         if !report.is_ok() {
-            eprintln!("{report:#?}\n{:?}", out.stats);
+            eprintln!("{report:#?}\n{:?}", out.stats());
         }
         report.is_ok()
     }
@@ -238,10 +245,10 @@ fn table_count_matches_the_input_structure() {
                 }
             }
         }
-        if out.stats.tables_written != expected {
-            eprintln!("expected {expected} tables, got {:?}", out.stats);
+        if out.stats().tables_written != expected {
+            eprintln!("expected {expected} tables, got {:?}", out.stats());
         }
-        out.stats.tables_written == expected && out.tables.len() as u64 == expected * 4096
+        out.stats().tables_written == expected && out.layout.tables.len() as u64 == expected * 4096
     }
     qc().quickcheck(prop as fn(Snap) -> bool);
 }
@@ -252,7 +259,7 @@ fn compacting_twice_is_a_fixed_point() {
     fn prop(s: Snap) -> bool {
         let (mem, roots, policy) = (s.image(), s.roots(), s.policy());
         let once = compact(&mem, &roots, &policy);
-        let twice = Compactor::new(&once, &once.roots)
+        let twice = Compactor::new(&once, once.roots())
             .unwrap()
             .policy(policy.clone())
             .run()
@@ -260,16 +267,16 @@ fn compacting_twice_is_a_fixed_point() {
         let report = verify(
             I686::default(),
             &once,
-            &once.roots,
+            once.roots(),
             &twice,
-            &twice.roots,
+            twice.roots(),
             &policy,
         );
         report.is_ok()
-            && twice.stats.pages_copied == once.stats.pages_copied
-            && twice.stats.tables_written == once.stats.tables_written
-            && twice.data.len() == once.data.len()
-            && twice.stats.pages_skipped == 0
+            && twice.stats().pages_copied == once.stats().pages_copied
+            && twice.stats().tables_written == once.stats().tables_written
+            && twice.stats().output_bytes == once.stats().output_bytes
+            && twice.stats().pages_skipped == 0
     }
     qc().quickcheck(prop as fn(Snap) -> bool);
 }
@@ -284,13 +291,20 @@ fn generator_covers_sharing_skips_and_large_pages() {
         let s = Snap::arbitrary(&mut g);
         let (mem, roots, policy) = (s.image(), s.roots(), s.policy());
         let out = compact(&mem, &roots, &policy);
-        checked +=
-            verify(I686::default(), &mem[..], &roots, &out, &out.roots, &policy).pages_checked;
-        linked += out.stats.aliases_linked;
-        invalidated += out.stats.aliases_invalidated;
-        materialized += out.stats.aliases_materialized;
-        device += out.stats.device_pages_kept + out.stats.device_pages_dropped;
-        large += u64::from(out.stats.pages_copied >= 1024);
+        checked += verify(
+            I686::default(),
+            &mem[..],
+            &roots,
+            &out,
+            out.roots(),
+            &policy,
+        )
+        .pages_checked;
+        linked += out.stats().aliases_linked;
+        invalidated += out.stats().aliases_invalidated;
+        materialized += out.stats().aliases_materialized;
+        device += out.stats().device_pages_kept + out.stats().device_pages_dropped;
+        large += u64::from(out.stats().pages_copied >= 1024);
     }
     assert!(
         linked > 20
@@ -337,7 +351,7 @@ fn shared(n: usize) -> (ImageBuilder, Vec<PhysAddr>, u32) {
 
 /// Whether `out` verifies against `mem`/`roots` under `policy`.
 fn verified(mem: &[u8], roots: &[PhysAddr], out: &Compacted, policy: &Policy) -> bool {
-    verify(I686::default(), mem, roots, out, &out.roots, policy).is_ok()
+    verify(I686::default(), mem, roots, out, out.roots(), policy).is_ok()
 }
 
 fn references<M: ptwalk::PhysMem + ?Sized>(mem: &M, roots: &[PhysAddr]) -> Vec<WalkEvent> {
@@ -352,10 +366,10 @@ fn references<M: ptwalk::PhysMem + ?Sized>(mem: &M, roots: &[PhysAddr]) -> Vec<W
 fn sharing_survives_compaction() {
     let (img, roots, _) = shared(16);
     let out = compact(&img.buf, &roots, &Policy::default());
-    assert_eq!(out.stats.aliases_linked, 15);
+    assert_eq!(out.stats().aliases_linked, 15);
     // 16 roots + 16 private tables + one kernel table.
-    assert_eq!(out.stats.tables_written, 33);
-    let aliases: Vec<_> = references(&out, &out.roots)
+    assert_eq!(out.stats().tables_written, 33);
+    let aliases: Vec<_> = references(&out, out.roots())
         .into_iter()
         .filter_map(|e| match e {
             WalkEvent::Aliasing(a) => Some(a),
@@ -384,9 +398,9 @@ fn alias_to_a_skipped_owner_region_becomes_invalid() {
         ..Policy::default()
     };
     let out = compact(&img.buf, &roots, &policy);
-    assert_eq!(out.stats.aliases_invalidated, 2, "{:?}", out.stats);
-    assert_eq!(out.stats.aliases_linked, 0);
-    let followed: Vec<_> = Walk::new(&out, &out.roots)
+    assert_eq!(out.stats().aliases_invalidated, 2, "{:?}", out.stats());
+    assert_eq!(out.stats().aliases_linked, 0);
+    let followed: Vec<_> = Walk::new(&out, out.roots())
         .unwrap()
         .follow_aliases()
         .leaves()
@@ -398,7 +412,7 @@ fn alias_to_a_skipped_owner_region_becomes_invalid() {
         "{followed:#?}"
     );
     // The entry is explicitly invalid, not left pointing at an empty table.
-    let pde = out.lend_u32(out.roots[1].0 + 4 * (0x4000_0000 >> 22));
+    let pde = out.lend_u32(out.roots()[1].0 + 4 * (0x4000_0000 >> 22));
     assert_eq!(pde, 0);
     assert!(verified(&img.buf, &roots, &out, &policy));
 }
@@ -425,12 +439,12 @@ fn alias_cut_by_a_skip_is_mapped_privately() {
     };
     let out = compact(&img.buf, &roots, &policy);
     assert_eq!(
-        (out.stats.aliases_linked, out.stats.aliases_materialized),
+        (out.stats().aliases_linked, out.stats().aliases_materialized),
         (1, 1),
         "{:?}",
-        out.stats
+        out.stats()
     );
-    let mine: Vec<u64> = Walk::single(&out, out.roots[1])
+    let mine: Vec<u64> = Walk::single(&out, out.roots()[1])
         .range(0x4000_0000, 4 << 20)
         .leaves()
         .map(|l| l.va.0)
@@ -449,7 +463,7 @@ fn alias_cut_by_a_skip_is_mapped_privately() {
             &img.buf[..],
             &roots,
             &linked,
-            &linked.roots,
+            linked.roots(),
             &policy
         )
         .is_ok()
@@ -467,11 +481,11 @@ fn keep_empty_tables_keeps_the_sharing() {
     };
     let out = compact(&img.buf, &roots, &policy);
     assert_eq!(
-        (out.stats.aliases_linked, out.stats.aliases_invalidated),
+        (out.stats().aliases_linked, out.stats().aliases_invalidated),
         (2, 0)
     );
     assert_eq!(
-        Walk::new(&out, &out.roots)
+        Walk::new(&out, out.roots())
             .unwrap()
             .follow_aliases()
             .leaves()
@@ -489,10 +503,10 @@ fn permissions_never_widen_through_a_linked_table() {
     let (mut img, roots, kpt) = shared(2);
     img.put(roots[1].0 as u32, KVA >> 22, kpt | P); // read-only, supervisor
     let out = compact(&img.buf, &roots, &Policy::default());
-    assert_eq!(out.stats.aliases_linked, 1);
-    let pde = out.lend_u32(out.roots[1].0 + 4 * u64::from(KVA >> 22));
+    assert_eq!(out.stats().aliases_linked, 1);
+    let pde = out.lend_u32(out.roots()[1].0 + 4 * u64::from(KVA >> 22));
     assert_eq!(pde & 0xFFF, P, "our own flags, not the owner's");
-    let user_page: Vec<_> = Walk::single(&out, out.roots[1])
+    let user_page: Vec<_> = Walk::single(&out, out.roots()[1])
         .range(u64::from(KVA), 4 << 20)
         .leaves()
         .collect();
@@ -519,11 +533,11 @@ fn a_page_shared_by_three_spaces_is_stored_once() {
     let roots: Vec<PhysAddr> = roots.iter().map(|&r| PhysAddr(r.into())).collect();
     let out = compact(&img.buf, &roots, &Policy::default());
     assert_eq!(
-        (out.stats.pages_copied, out.stats.pages_deduplicated),
+        (out.stats().pages_copied, out.stats().pages_deduplicated),
         (1, 2)
     );
-    assert_eq!(out.data.len(), 4096);
-    assert_eq!(&out.data[..4], b"once");
+    assert_eq!(out.stats().data_bytes, 4096);
+    assert_eq!(&out.image[..4], b"once");
 }
 
 #[test]
@@ -542,10 +556,10 @@ fn copy_on_write_and_device_pages() {
     };
     let out = compact(&img.buf, &roots, &policy);
     assert_eq!(
-        (out.stats.device_pages_kept, out.stats.pages_copied),
+        (out.stats().device_pages_kept, out.stats().pages_copied),
         (1, 1)
     );
-    let leaves: Vec<_> = Walk::single(&out, out.roots[0]).leaves().collect();
+    let leaves: Vec<_> = Walk::single(&out, out.roots()[0]).leaves().collect();
     assert!(leaves[0].is_cow() && !leaves[0].access.writable());
     assert_eq!(leaves[1].pa.0, 0xFEE0_0000, "the device stays where it was");
     assert!(verified(&img.buf, &roots, &out, &policy));
@@ -557,8 +571,11 @@ fn copy_on_write_and_device_pages() {
             ..Policy::default()
         },
     );
-    assert_eq!(dropped.stats.device_pages_dropped, 1);
-    assert_eq!(Walk::single(&dropped, dropped.roots[0]).leaves().count(), 1);
+    assert_eq!(dropped.stats().device_pages_dropped, 1);
+    assert_eq!(
+        Walk::single(&dropped, dropped.roots()[0]).leaves().count(),
+        1
+    );
 }
 
 /// Verification notices what compaction must not do.
@@ -567,13 +584,13 @@ fn verify_catches_damage() {
     let (img, roots, _) = shared(2);
     let policy = Policy::default();
     let mut out = compact(&img.buf, &roots, &policy);
-    out.data[5] ^= 1;
+    out.image[5] ^= 1;
     let r = verify(
         I686::default(),
         &img.buf[..],
         &roots,
         &out,
-        &out.roots,
+        out.roots(),
         &policy,
     );
     assert!(
@@ -586,7 +603,7 @@ fn verify_catches_damage() {
         &img.buf[..],
         &roots,
         &out,
-        &out.roots[..1],
+        &out.roots()[..1],
         &policy,
     );
     assert!(matches!(
@@ -608,7 +625,7 @@ fn verify_catches_damage() {
             &img.buf[..],
             &roots,
             &out,
-            &out.roots,
+            out.roots(),
             &skipping
         )
         .is_ok()
@@ -624,17 +641,22 @@ fn upstream_rebuild_loop_equals_compact() {
     img.put(roots[2].0 as u32, 0x4000_0000 >> 22, kpt | P | US); // alias at another VA
     let out = compact(&img.buf, &roots, &Policy::default());
 
-    let mut w = TableWriter::new(I686::default(), PhysAddr(0x1000));
+    // Same placement of the data as compact's; the tables must then be
+    // the same bytes.
+    let placed = |src: u64| {
+        let e = out
+            .layout
+            .extents
+            .iter()
+            .find(|e| (e.src.0..e.src.0 + e.len).contains(&src))
+            .unwrap();
+        e.dst.0 + (src - e.src.0)
+    };
+    let mut w = TableWriter::new(I686::default(), out.layout.tables_base);
     let new: Vec<PhysAddr> = roots.iter().map(|_| w.alloc_table()).collect();
-    let mut data: Vec<u8> = Vec::new();
-    let mut copies: HashMap<u64, u64> = HashMap::new();
     for e in references(&img.buf[..], &roots) {
         match e {
             WalkEvent::Leaf(l) => {
-                let dst = *copies.entry(l.pa.0).or_insert_with(|| {
-                    data.extend_from_slice(&img.buf[l.pa.0 as usize..][..4096]);
-                    data.len() as u64 - 4096
-                });
                 let pde = |lvl: Level| {
                     let r = roots[l.space.index()].0 as u32;
                     u64::from(img.get(r, (l.va.0 >> 22) as u32))
@@ -644,7 +666,7 @@ fn upstream_rebuild_loop_equals_compact() {
                 w.map(
                     new[l.space.index()],
                     l.va,
-                    PhysAddr(dst),
+                    PhysAddr(placed(l.pa.0)),
                     l.level,
                     l.entry & 0xFFF,
                     pde,
@@ -667,15 +689,8 @@ fn upstream_rebuild_loop_equals_compact() {
             other => panic!("{other:?}"),
         }
     }
-    let tables_base = PhysAddr((data.len() as u64).next_multiple_of(4096));
-    w.relocate(tables_base, &new).unwrap();
-    let new: Vec<PhysAddr> = new
-        .iter()
-        .map(|r| PhysAddr(r.0 - 0x1000 + tables_base.0))
-        .collect();
-    assert_eq!(data, out.data);
-    assert_eq!(w.bytes(), &out.tables[..]);
-    assert_eq!(new, out.roots);
+    assert_eq!(w.bytes(), &out.layout.tables[..]);
+    assert_eq!(new, out.roots());
 }
 
 #[test]
@@ -686,13 +701,13 @@ fn compacted_snapshot_is_placed_at_out_base() {
         .out_base(PhysAddr(0x10_0000))
         .run()
         .unwrap();
-    assert_eq!(out.base, PhysAddr(0x10_0000));
-    assert!(out.roots.iter().all(|r| r.0 >= out.tables_base.0));
-    let leaves: Vec<_> = Walk::new(&out, &out.roots).unwrap().leaves().collect();
+    assert_eq!(out.layout.base, PhysAddr(0x10_0000));
+    assert!(out.roots().iter().all(|r| r.0 >= out.layout.tables_base.0));
+    let leaves: Vec<_> = Walk::new(&out, out.roots()).unwrap().leaves().collect();
     assert!(
         leaves
             .iter()
-            .all(|l| (0x10_0000..out.tables_base.0).contains(&l.pa.0))
+            .all(|l| (0x10_0000..out.layout.tables_base.0).contains(&l.pa.0))
     );
     assert!(verified(&img.buf, &roots, &out, &Policy::default()));
     let _ = HashSet::<u8>::new();
@@ -712,7 +727,7 @@ fn compaction_without_pse_verifies() {
             .policy(policy.clone())
             .run()
             .unwrap();
-        verify(mode, &mem[..], &roots, &out, &out.roots, &policy).is_ok()
+        verify(mode, &mem[..], &roots, &out, out.roots(), &policy).is_ok()
     }
     qc().quickcheck(prop as fn(Snap) -> bool);
 }

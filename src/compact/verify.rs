@@ -1,18 +1,34 @@
-//! Verification of a compacted snapshot against its original: every kept
-//! VA maps a page with identical contents and the expected access, every
-//! dropped VA is unmapped, and the sharing structure is the same.
+//! Verification of a compacted snapshot against its original, written
+//! apart from the compactor so that the two cannot share a mistake.
+//!
+//! It walks both snapshots with its own small recursive, alias-aware
+//! descent (each shared table is visited once, by its owner), derives what
+//! the compacted snapshot must hold from the original and the policy's
+//! *parameters* (it re-states the policy's rules rather than calling
+//! them), and checks:
+//!
+//! - every kept 4 KiB page is mapped, every skipped or dropped one is not,
+//!   and nothing else is;
+//! - effective access (RW and US along the path, copy-on-write marks) is
+//!   what the policy asks for;
+//! - frame identity, both ways: a source frame is behind exactly one frame
+//!   after, and two source frames never share one; copied frames have the
+//!   same contents (each distinct pair compared once);
+//! - device frames (outside the original memory) keep their address and
+//!   lie outside the compacted memory;
+//! - sharing: every alias that can stay shared points at the owner's table
+//!   with the same access along our path, or is invalid when the owner kept
+//!   nothing there; every alias after is one before.
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Policy, source_entry};
+use super::Policy;
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
-use crate::event::{Aliasing, Leaf, WalkEvent};
+use crate::event::COW_BIT;
 use crate::mem::PhysMem;
 use crate::mode::{Access, Entry, PagingMode};
-use crate::owners::GrowableOwners;
-use crate::resolve::{Resolution, resolve};
-use crate::walk::{Roots, Walk};
 
 /// One difference found by [`verify`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -33,7 +49,7 @@ pub enum Mismatch {
         /// The page's VA.
         va: VirtAddr,
     },
-    /// The page's contents differ (or a device page moved).
+    /// The page's contents differ.
     Contents {
         /// The space.
         space: SpaceId,
@@ -68,11 +84,45 @@ pub enum Mismatch {
         /// The entry's level.
         level: Level,
     },
+    /// One source frame is behind two different frames after: a write
+    /// through one mapping would not be seen through the other.
+    FrameSplit {
+        /// The source frame.
+        src: PhysAddr,
+    },
+    /// Two source frames share one frame after.
+    FrameMerged {
+        /// The shared frame.
+        dst: PhysAddr,
+    },
+    /// A device page (outside the original memory) maps another address.
+    DeviceMoved {
+        /// The space.
+        space: SpaceId,
+        /// The page's VA.
+        va: VirtAddr,
+    },
+    /// Device memory mapped in place lies inside the compacted memory:
+    /// the restored guest would find RAM (or copied data) there.
+    DeviceCovered {
+        /// The device frame.
+        pa: PhysAddr,
+    },
+    /// A table of the compacted snapshot cannot be read.
+    Fault {
+        /// The space.
+        space: SpaceId,
+        /// The VA of the entry pointing at it.
+        va: VirtAddr,
+        /// The level of that entry.
+        level: Level,
+    },
 }
 
 impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        let cow = |c: bool| if c { ",cow" } else { "" };
+        match *self {
             Mismatch::Missing { space, va } => write!(f, "{space}: {va} is not mapped"),
             Mismatch::Unexpected { space, va } => write!(f, "{space}: {va} should not be mapped"),
             Mismatch::Contents { space, va } => write!(f, "{space}: {va} has other contents"),
@@ -85,9 +135,9 @@ impl fmt::Display for Mismatch {
                 f,
                 "{space}: {va} has access {}{} instead of {}{}",
                 got.0,
-                if got.1 { ",cow" } else { "" },
+                cow(got.1),
                 expected.0,
-                if expected.1 { ",cow" } else { "" }
+                cow(expected.1)
             ),
             Mismatch::Roots {
                 original,
@@ -96,12 +146,26 @@ impl fmt::Display for Mismatch {
                 f,
                 "{compacted} compacted roots for {original} original roots"
             ),
-            Mismatch::Sharing { space, va, level } => {
-                write!(
-                    f,
-                    "{space}: the level-{level} entry at {va} is not shared as before"
-                )
+            Mismatch::Sharing { space, va, level } => write!(
+                f,
+                "{space}: the level-{level} entry at {va} is not shared as before"
+            ),
+            Mismatch::FrameSplit { src } => {
+                write!(f, "source frame {src} is behind two different frames")
             }
+            Mismatch::FrameMerged { dst } => {
+                write!(f, "frame {dst} holds two different source frames")
+            }
+            Mismatch::DeviceMoved { space, va } => {
+                write!(f, "{space}: device page at {va} no longer maps its address")
+            }
+            Mismatch::DeviceCovered { pa } => {
+                write!(f, "device memory at {pa} lies inside the compacted memory")
+            }
+            Mismatch::Fault { space, va, level } => write!(
+                f,
+                "{space}: the level-{level} entry at {va} points at an unreadable table"
+            ),
         }
     }
 }
@@ -109,8 +173,10 @@ impl fmt::Display for Mismatch {
 /// What [`verify`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// 4 KiB pages compared.
+    /// 4 KiB pages compared (per space and VA).
     pub pages_checked: u64,
+    /// Distinct 4 KiB frames whose contents were compared.
+    pub frames_compared: u64,
     /// Aliases compared.
     pub aliases_checked: u64,
     /// The first mismatches (at most 32).
@@ -134,52 +200,256 @@ impl VerifyReport {
     }
 }
 
-/// One 4 KiB page of a follow walk, as verification compares it.
+/// A leaf of a table its space owns.
+#[derive(Clone, Copy, Debug)]
+struct Rec {
+    space: u32,
+    va: u64,
+    pa: u64,
+    size_log2: u32,
+    /// Along the whole path.
+    access: Access,
+    cow: bool,
+    /// The leaf entry's own RW bit (what copy-on-write reads).
+    rw: bool,
+}
+
+/// An entry reaching a table another (space, VA) reached first.
+#[derive(Clone, Copy, Debug)]
+struct Alias {
+    space: u32,
+    va: u64,
+    level: Level,
+    size_log2: u32,
+    /// Along our path, our entry included.
+    access: Access,
+    /// The table it reaches.
+    table: u64,
+    owner: u32,
+    owner_va: u64,
+}
+
+/// One snapshot, as the verifier's own descent sees it.
+#[derive(Default)]
+struct Tree {
+    leaves: Vec<Rec>,
+    aliases: Vec<Alias>,
+    faults: Vec<(u32, u64, Level)>,
+}
+
+/// The verifier's descent: a table, its level and the VA it starts at.
+struct Descent<'a, P, M: ?Sized> {
+    mode: P,
+    mem: &'a M,
+    /// `(table, level)` → first `(space, va)` to reach it; `None` for a
+    /// descent that follows every entry (the hardware's view).
+    owners: Option<BTreeMap<(u64, u8), (u32, u64)>>,
+    out: Tree,
+}
+
+impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
+    fn table(&mut self, space: u32, table: u64, level: Level, va0: u64, access: Access) {
+        let Ok(bytes) = self.mem.lend(PhysAddr(table), P::table_bytes(level)) else {
+            return;
+        };
+        for i in 0..P::entries(level) {
+            let raw = P::load(bytes, i);
+            let va = va0 + ((i as u64) << P::shift(level));
+            let here = access & P::access(raw);
+            match self.mode.decode(raw, level) {
+                Entry::Absent => {}
+                Entry::Page(pa) => self.out.leaves.push(Rec {
+                    space,
+                    va,
+                    pa: pa.0,
+                    size_log2: P::shift(level),
+                    access: here,
+                    cow: raw & COW_BIT != 0,
+                    rw: P::access(raw).writable(),
+                }),
+                Entry::Table(t) => {
+                    let below = Level(level.0 - 1);
+                    if self.mem.lend(t, P::table_bytes(below)).is_err() {
+                        self.out.faults.push((space, va, level));
+                        continue;
+                    }
+                    if let Some(owners) = &mut self.owners {
+                        if let Some(&(owner, owner_va)) = owners.get(&(t.0, below.0)) {
+                            self.out.aliases.push(Alias {
+                                space,
+                                va,
+                                level,
+                                size_log2: P::shift(level),
+                                access: here,
+                                table: t.0,
+                                owner,
+                                owner_va,
+                            });
+                            continue;
+                        }
+                        owners.insert((t.0, below.0), (space, va));
+                    }
+                    self.table(space, t.0, below, va, here);
+                }
+            }
+        }
+    }
+}
+
+/// Every space of a snapshot, alias-aware.
+fn tree<P: PagingMode, M: PhysMem + ?Sized>(mode: P, mem: &M, roots: &[PhysAddr]) -> Tree {
+    let mut d = Descent {
+        mode,
+        mem,
+        owners: Some(BTreeMap::new()),
+        out: Tree::default(),
+    };
+    for (s, root) in roots.iter().enumerate() {
+        d.table(s as u32, root.0, P::root_level(), 0, Access::ALL);
+    }
+    d.out
+}
+
+/// What the entry at `level` for `va` under `root` is.
+#[derive(PartialEq, Eq)]
+enum At {
+    /// It, or a table above it, is absent.
+    Absent,
+    /// A page, or an unreadable table, on the way.
+    Other,
+    /// A table, with the access along the path down to it.
+    Table(u64, Access),
+}
+
+fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
+    mode: P,
+    mem: &M,
+    root: PhysAddr,
+    va: u64,
+    level: Level,
+) -> At {
+    let (mut table, mut access) = (root.0, Access::ALL);
+    let mut l = P::root_level();
+    loop {
+        let Ok(bytes) = mem.lend(PhysAddr(table), P::table_bytes(l)) else {
+            return At::Other;
+        };
+        let raw = P::load(bytes, P::index(va, l));
+        access = access & P::access(raw);
+        match mode.decode(raw, l) {
+            Entry::Table(t) if l == level => return At::Table(t.0, access),
+            Entry::Table(t) if l > level => table = t.0,
+            Entry::Absent => return At::Absent,
+            _ => return At::Other,
+        }
+        l = Level(l.0 - 1);
+    }
+}
+
+/// The policy's rules, re-stated from its parameters.
+struct Rules {
+    /// Skipped ranges, sorted and merged.
+    skip: Vec<(u64, u64)>,
+    cow: bool,
+    drop_device: bool,
+}
+
+impl Rules {
+    fn new(policy: &Policy) -> Rules {
+        let mut ranges: Vec<(u64, u64)> = policy
+            .skip
+            .iter()
+            .filter(|r| r.start < r.end)
+            .map(|r| (r.start, r.end))
+            .collect();
+        ranges.sort_unstable();
+        let mut skip: Vec<(u64, u64)> = Vec::new();
+        for (s, e) in ranges {
+            match skip.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => skip.push((s, e)),
+            }
+        }
+        Rules {
+            skip,
+            cow: policy.cow,
+            drop_device: policy.drop_device_pages,
+        }
+    }
+
+    /// The merged skipped range holding `va`, if any.
+    fn skip_at(&self, va: u64) -> Option<(u64, u64)> {
+        let i = self.skip.partition_point(|&(_, e)| e <= va);
+        self.skip.get(i).copied().filter(|&(s, _)| s <= va)
+    }
+
+    /// A 4 KiB page is left out when skipped ranges cover all of it.
+    fn skipped(&self, va: u64) -> bool {
+        self.skip_at(va)
+            .is_some_and(|(_, e)| e >= va.saturating_add(4096))
+    }
+
+    /// An alias stays shared unless a skipped range touches our region at
+    /// another VA than the owner's.
+    fn stays_shared(&self, a: &Alias) -> bool {
+        let (start, end) = (a.va, a.va.saturating_add(1 << a.size_log2));
+        let i = self.skip.partition_point(|&(_, e)| e <= start);
+        a.va == a.owner_va || self.skip.get(i).is_none_or(|&(s, _)| s >= end)
+    }
+}
+
+/// One 4 KiB page as compared.
 #[derive(Clone, Copy)]
 struct Page {
+    space: u32,
     va: u64,
     pa: u64,
     access: Access,
     cow: bool,
-    /// The leaf entry's own RW bit (what the copy-on-write policy reads).
     rw: bool,
-    /// Whether the frame (as the compactor judged it) is outside memory.
-    device: bool,
 }
 
-/// The 4 KiB pages of `space`'s follow walk in `mem`, ascending.
-fn pages<'m, P: PagingMode, M: PhysMem + ?Sized>(
-    mode: P,
-    mem: &'m M,
-    root: PhysAddr,
-    policy: Option<&'m Policy>,
-) -> impl Iterator<Item = Page> + 'm {
-    Walk::from_roots(mem, Roots::One(root))
-        .with_mode(mode)
-        .filter_map(|e| e.leaf().copied())
-        .flat_map(move |l: Leaf| {
-            let size = l.size();
-            // Mirror the compactor: a large page kept whole is device memory
-            // if any of it lies outside memory; a split one page by page.
-            let split = policy.is_some_and(|p| p.splits(l.va.0, size));
-            let whole_device = mem.lend(l.pa, size as usize).is_err();
-            (0..size).step_by(4096).map(move |off| Page {
-                va: l.va.0 + off,
-                pa: l.pa.0 + off,
-                access: l.access,
-                cow: l.is_cow(),
-                rw: l.entry & 2 != 0,
-                device: if split {
-                    mem.lend(PhysAddr(l.pa.0 + off), 4096).is_err()
-                } else {
-                    whole_device
-                },
-            })
+fn pages(recs: &[Rec]) -> impl Iterator<Item = Page> + '_ {
+    recs.iter().flat_map(|r| {
+        (0..1u64 << r.size_log2).step_by(4096).map(move |off| Page {
+            space: r.space,
+            va: r.va + off,
+            pa: r.pa + off,
+            access: r.access,
+            cow: r.cow,
+            rw: r.rw,
         })
+    })
+}
+
+/// A run of source frames and their copies, first met at (space, va).
+#[derive(Clone, Copy)]
+struct Pair {
+    src: u64,
+    dst: u64,
+    len: u64,
+    space: u32,
+    va: u64,
 }
 
 /// Compares a compacted snapshot with the original it was made from under
 /// `policy` (page contents read from `original`); see the module docs.
+///
+/// # Examples
+///
+/// ```
+/// use ptwalk::compact::{Compactor, Policy, verify};
+/// use ptwalk::{I686, PhysAddr};
+///
+/// let mut mem = vec![0u8; 0x3000];
+/// mem[0x1000..0x1004].copy_from_slice(&0x2003u32.to_le_bytes()); // PDE 0 -> PT at 0x2000
+/// mem[0x2000..0x2004].copy_from_slice(&0x0003u32.to_le_bytes()); // VA 0 -> frame 0
+/// let roots = [PhysAddr(0x1000)];
+/// let out = Compactor::new(&mem[..], &roots)?.run()?;
+/// let report = verify(I686::default(), &mem[..], &roots, &out, out.roots(), &Policy::default());
+/// assert!(report.is_ok() && report.pages_checked == 1);
+/// # Ok::<(), ptwalk::compact::CompactError>(())
+/// ```
 pub fn verify<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
     mode: P,
     original: &M,
@@ -187,6 +457,20 @@ pub fn verify<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
     compacted: &N,
     new_roots: &[PhysAddr],
     policy: &Policy,
+) -> VerifyReport {
+    verify_with_progress(mode, original, roots, compacted, new_roots, policy, |_| {})
+}
+
+/// [`verify`], calling `progress(frames)` every 16,384 frames compared
+/// (64 MiB), e.g. to drive a progress bar or release mapped pages.
+pub fn verify_with_progress<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
+    mode: P,
+    original: &M,
+    roots: &[PhysAddr],
+    compacted: &N,
+    new_roots: &[PhysAddr],
+    policy: &Policy,
+    mut progress: impl FnMut(u64),
 ) -> VerifyReport {
     let mut report = VerifyReport::default();
     if roots.len() != new_roots.len() {
@@ -196,151 +480,230 @@ pub fn verify<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
         });
         return report;
     }
-    let before = aliases(mode, original, roots);
-    for (s, (&root, &new_root)) in roots.iter().zip(new_roots).enumerate() {
-        let space = SpaceId(s as u32);
-        // Shared regions at another VA than their owner's show what the
-        // owner kept: a page the policy drops at the owner's VA is gone here.
-        let rebased: Vec<&Aliasing> = before
-            .iter()
-            .filter(|a| a.space == space && a.va != a.owner_va && policy.shares(a))
-            .collect();
-        let dropped_at_owner = |va: u64| {
-            rebased.iter().any(|a| {
-                let off = va.wrapping_sub(a.va.0);
-                off < a.len() && policy.skips_all(a.owner_va.0 + off, 4096)
-            })
-        };
-        let dropped = |p: &Page| {
-            policy.skips_all(p.va, 4096)
-                || (p.device && policy.drop_device_pages)
-                || dropped_at_owner(p.va)
-        };
-        let expected = pages(mode, original, root, Some(policy)).filter(|p| !dropped(p));
-        let mut got = pages(mode, compacted, new_root, None).peekable();
-        for want in expected {
-            // Anything mapped below the expected page is unexpected.
-            while let Some(extra) = got.next_if(|g| g.va < want.va) {
-                report.push(Mismatch::Unexpected {
-                    space,
-                    va: VirtAddr(extra.va),
-                });
-            }
-            let Some(have) = got.next_if(|g| g.va == want.va) else {
-                report.push(Mismatch::Missing {
-                    space,
-                    va: VirtAddr(want.va),
-                });
-                continue;
-            };
-            report.pages_checked += 1;
-            let va = VirtAddr(want.va);
-            let same = if want.device {
-                want.pa == have.pa
-            } else {
-                match (
-                    original.lend(PhysAddr(want.pa), 4096),
-                    compacted.lend(PhysAddr(have.pa), 4096),
-                ) {
-                    (Ok(a), Ok(b)) => a == b,
-                    _ => false,
-                }
-            };
-            if !same {
-                report.push(Mismatch::Contents { space, va });
-            }
-            let cowed = policy.cow && want.rw;
-            let expect = if cowed {
-                (
-                    Access::from_bits(want.access.bits() & !Access::WRITABLE.bits()),
-                    true,
-                )
-            } else {
-                (want.access, want.cow)
-            };
-            if expect != (have.access, have.cow) {
-                report.push(Mismatch::Access {
-                    space,
-                    va,
-                    expected: expect,
-                    got: (have.access, have.cow),
-                });
-            }
+    let rules = Rules::new(policy);
+    let before = tree(mode, original, roots);
+    let after = tree(mode, compacted, new_roots);
+    for &(space, va, level) in &after.faults {
+        report.push(Mismatch::Fault {
+            space: SpaceId(space),
+            va: VirtAddr(va),
+            level,
+        });
+    }
+
+    // What the compacted snapshot must own: the original's owned leaves,
+    // plus the hardware's view of every alias that cannot stay shared.
+    let mut expected = before.leaves;
+    let mut follow = Descent {
+        mode,
+        mem: original,
+        owners: None,
+        out: Tree::default(),
+    };
+    for a in before.aliases.iter().filter(|a| !rules.stays_shared(a)) {
+        follow.table(a.space, a.table, Level(a.level.0 - 1), a.va, a.access);
+    }
+    expected.append(&mut follow.out.leaves);
+    expected.sort_by_key(|r| (r.space, r.va));
+
+    let mut pairs: Vec<Pair> = Vec::new();
+    let mut devices: Vec<u64> = Vec::new();
+    let mut got = pages(&after.leaves).peekable();
+    let key = |p: &Page| (p.space, p.va);
+    for want in pages(&expected) {
+        let device = original.lend(PhysAddr(want.pa), 4096).is_err();
+        if rules.skipped(want.va) || (device && rules.drop_device) {
+            continue;
         }
-        for extra in got {
+        while let Some(extra) = got.next_if(|g| key(g) < key(&want)) {
             report.push(Mismatch::Unexpected {
-                space,
+                space: SpaceId(extra.space),
                 va: VirtAddr(extra.va),
             });
         }
+        let (space, va) = (SpaceId(want.space), VirtAddr(want.va));
+        let Some(have) = got.next_if(|g| key(g) == key(&want)) else {
+            report.push(Mismatch::Missing { space, va });
+            continue;
+        };
+        report.pages_checked += 1;
+        let expect = if rules.cow && want.rw {
+            (
+                Access::from_bits(want.access.bits() & !Access::WRITABLE.bits()),
+                true,
+            )
+        } else {
+            (want.access, want.cow)
+        };
+        if expect != (have.access, have.cow) {
+            report.push(Mismatch::Access {
+                space,
+                va,
+                expected: expect,
+                got: (have.access, have.cow),
+            });
+        }
+        if device {
+            if have.pa != want.pa {
+                report.push(Mismatch::DeviceMoved { space, va });
+            }
+            devices.push(want.pa);
+            continue;
+        }
+        match pairs.last_mut() {
+            Some(p) if p.src + p.len == want.pa && p.dst + p.len == have.pa => p.len += 4096,
+            _ => pairs.push(Pair {
+                src: want.pa,
+                dst: have.pa,
+                len: 4096,
+                space: want.space,
+                va: want.va,
+            }),
+        }
     }
-    check_sharing(mode, &before, compacted, new_roots, policy, &mut report);
+    for extra in got {
+        report.push(Mismatch::Unexpected {
+            space: SpaceId(extra.space),
+            va: VirtAddr(extra.va),
+        });
+    }
+
+    devices.sort_unstable();
+    devices.dedup();
+    for pa in devices {
+        if compacted.lend(PhysAddr(pa), 1).is_ok() {
+            report.push(Mismatch::DeviceCovered { pa: PhysAddr(pa) });
+        }
+    }
+    check_frames(&mut pairs, original, compacted, &mut report, &mut progress);
+    check_sharing(
+        mode,
+        &rules,
+        &before.aliases,
+        &after.aliases,
+        compacted,
+        new_roots,
+        &mut report,
+    );
     report
 }
 
-fn aliases<P: PagingMode, M: PhysMem + ?Sized>(
-    mode: P,
-    mem: &M,
-    roots: &[PhysAddr],
-) -> Vec<Aliasing> {
-    Walk::from_roots(mem, Roots::Many(roots))
-        .with_mode(mode)
-        .with_owners(GrowableOwners::new())
-        .references()
-        .filter_map(|e| match e {
-            WalkEvent::Aliasing(a) => Some(a),
-            _ => None,
-        })
-        .collect()
+/// Frame identity both ways, then the contents of each distinct pair.
+fn check_frames<M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
+    pairs: &mut Vec<Pair>,
+    original: &M,
+    compacted: &N,
+    report: &mut VerifyReport,
+    progress: &mut impl FnMut(u64),
+) {
+    pairs.sort_unstable_by_key(|p| (p.src, p.dst, p.len));
+    pairs.dedup_by_key(|p| (p.src, p.dst, p.len));
+    conflicts(
+        pairs,
+        |p| (p.src, p.dst),
+        report,
+        |s| Mismatch::FrameSplit { src: PhysAddr(s) },
+    );
+    pairs.sort_unstable_by_key(|p| (p.dst, p.src));
+    conflicts(
+        pairs,
+        |p| (p.dst, p.src),
+        report,
+        |d| Mismatch::FrameMerged { dst: PhysAddr(d) },
+    );
+
+    let mut frames = 0u64;
+    for p in pairs.iter() {
+        let mut reported = false;
+        for off in (0..p.len).step_by(4096) {
+            let same = match (
+                original.lend(PhysAddr(p.src + off), 4096),
+                compacted.lend(PhysAddr(p.dst + off), 4096),
+            ) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
+            if !same && !reported {
+                reported = true;
+                report.push(Mismatch::Contents {
+                    space: SpaceId(p.space),
+                    va: VirtAddr(p.va + off),
+                });
+            }
+            frames += 1;
+            if frames % 16384 == 0 {
+                progress(frames);
+            }
+        }
+    }
+    report.frames_compared = frames;
 }
 
-fn same_relation(a: &Aliasing, b: &Aliasing) -> bool {
-    (a.space, a.va, a.level, a.owner, a.owner_va) == (b.space, b.va, b.level, b.owner, b.owner_va)
+/// Overlapping runs (ascending by `key(p).0`) must agree on the offset
+/// between their two sides, `key(p).1 - key(p).0`.
+fn conflicts(
+    pairs: &[Pair],
+    key: impl Fn(&Pair) -> (u64, u64),
+    report: &mut VerifyReport,
+    mismatch: impl Fn(u64) -> Mismatch,
+) {
+    // The run reaching furthest so far: any overlap shows against it.
+    let mut reach: Option<(u64, u64, u64)> = None;
+    for p in pairs {
+        let (s, o) = key(p);
+        if let Some((rs, ro, rend)) = reach {
+            if s < rend && o.wrapping_sub(s) != ro.wrapping_sub(rs) {
+                report.push(mismatch(s));
+            }
+            if s + p.len <= rend {
+                continue;
+            }
+        }
+        reach = Some((s, o, s + p.len));
+    }
 }
 
-/// Sharing: every alias of the compacted snapshot is one of the original's,
-/// and every original alias that can stay shared is shared when the owner
-/// still has a table there, and invalid when it has not.
+/// Sharing: see the module docs.
 fn check_sharing<P: PagingMode, N: PhysMem + ?Sized>(
     mode: P,
-    before: &[Aliasing],
+    rules: &Rules,
+    before: &[Alias],
+    after: &[Alias],
     compacted: &N,
     new_roots: &[PhysAddr],
-    policy: &Policy,
     report: &mut VerifyReport,
 ) {
-    let after = aliases(mode, compacted, new_roots);
-    for a in &after {
-        if !before.iter().any(|b| same_relation(a, b)) {
+    let relation = |a: &Alias| (a.space, a.va, a.level.0, a.owner, a.owner_va);
+    let mut kept: Vec<_> = before
+        .iter()
+        .filter(|a| rules.stays_shared(a))
+        .map(relation)
+        .collect();
+    kept.sort_unstable();
+    for a in after {
+        if kept.binary_search(&relation(a)).is_err() {
             report.push(Mismatch::Sharing {
-                space: a.space,
-                va: a.va,
+                space: SpaceId(a.space),
+                va: VirtAddr(a.va),
                 level: a.level,
             });
         }
     }
-    for b in before.iter().filter(|b| policy.shares(b)) {
+    for b in before.iter().filter(|a| rules.stays_shared(a)) {
         report.aliases_checked += 1;
-        let owner_has_table = matches!(
-            resolve(
-                mode,
-                compacted,
-                new_roots[b.owner.index()],
-                b.owner_va,
-                b.level
-            ),
-            Resolution::Table(_)
-        );
-        let ok = if owner_has_table {
-            after.iter().any(|a| same_relation(a, b))
-        } else {
-            let ours = source_entry(mode, compacted, new_roots[b.space.index()], b.va, b.level);
-            ours.is_none_or(|raw| mode.decode(raw, b.level) == Entry::Absent)
+        let root = |s: u32| new_roots[s as usize];
+        let owners = entry_at(mode, compacted, root(b.owner), b.owner_va, b.level);
+        let ours = entry_at(mode, compacted, root(b.space), b.va, b.level);
+        let ok = match (owners, ours) {
+            (At::Table(t, _), At::Table(u, access)) => t == u && access == b.access,
+            (At::Table(..), _) => false,
+            // The owner kept nothing there: nor may we.
+            (_, ours) => ours == At::Absent,
         };
         if !ok {
             report.push(Mismatch::Sharing {
-                space: b.space,
-                va: b.va,
+                space: SpaceId(b.space),
+                va: VirtAddr(b.va),
                 level: b.level,
             });
         }

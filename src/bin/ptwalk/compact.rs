@@ -1,44 +1,45 @@
-//! `ptwalk compact`: rebuild a snapshot with sharing preserved, write it
-//! atomically, optionally verify it.
+//! `ptwalk compact`: rebuild a snapshot that keeps sharing and frame
+//! identity, stream it to `OUT.img` + `OUT.json` as a pair, optionally
+//! verify it.
+//!
+//! Memory stays bounded whatever the snapshot's size: the compactor reads
+//! only tables, the data is copied extent by extent from the mapped input
+//! straight to the file, and the mapped pages already copied (or compared)
+//! are released as the work goes.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ptwalk::compact::{Compacted, Compactor, Policy, Stats, verify};
-use ptwalk::{I686, PhysAddr, PhysMem};
+use ptwalk::compact::{Chunk, Compactor, Layout, Policy, Stats, copy_pages, verify_with_progress};
+use ptwalk::{I686, Image, PhysAddr, PhysMem};
 use serde_json::json;
+use xxhash_rust::xxh3::Xxh3;
 
-/// Writes `path` through a temporary file in the same directory, renamed
-/// into place once complete: readers never see half a file.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
-) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        write(&mut w)?;
-        w.into_inner()
-            .map_err(io::IntoInnerError::into_error)?
-            .sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+use crate::pair::{Interrupt, Pair, with_ext};
+
+/// Bytes copied (or compared) between two releases of mapped pages.
+const RELEASE_EVERY: u64 = 64 << 20;
+
+/// Drops this process's resident copy of a mapped file range (the pages
+/// stay in the page cache and are read again if touched).
+fn release(mapped: &[u8]) {
+    if mapped.is_empty() {
+        return;
     }
-    result
-}
-
-/// `OUT` + extension (`OUT.img`, `OUT.json`).
-fn with_ext(out: &Path, ext: &str) -> PathBuf {
-    let mut p = out.as_os_str().to_owned();
-    p.push(ext);
-    PathBuf::from(p)
+    // SAFETY: `mapped` is a whole read-only mapping of a file that ptwalk
+    // never writes (it starts page aligned, as mmap returned it). Dropping
+    // its resident pages changes no byte any reference can observe: a later
+    // read faults the same file contents back in.
+    unsafe {
+        libc::madvise(
+            mapped.as_ptr().cast_mut().cast(),
+            mapped.len(),
+            libc::MADV_DONTNEED,
+        );
+    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -52,87 +53,219 @@ fn stats_json(s: &Stats) -> serde_json::Value {
     json!({
         "pages_copied": s.pages_copied,
         "pages_deduplicated": s.pages_deduplicated,
+        "frames_multi_size": s.frames_multi_size,
         "pages_skipped": s.pages_skipped,
         "device_pages_kept": s.device_pages_kept,
         "device_pages_dropped": s.device_pages_dropped,
+        "large_pages_split": s.large_pages_split,
         "tables_written": s.tables_written,
         "aliases_linked": s.aliases_linked,
         "aliases_invalidated": s.aliases_invalidated,
         "aliases_materialized": s.aliases_materialized,
         "faults": s.faults,
+        "data_bytes": s.data_bytes,
+        "padding_bytes": s.padding_bytes,
+        "table_bytes": s.table_bytes,
+        "output_bytes": s.output_bytes,
     })
 }
 
 /// What `ptwalk compact` was asked to do.
 pub struct Job<'a, M: ?Sized> {
+    /// The input memory (tables and page contents).
     pub mem: &'a M,
+    /// The input's mapped bytes, released as they are copied.
+    pub mapped: &'a [u8],
     pub image: &'a Path,
     pub roots: &'a [PhysAddr],
     pub mode: I686,
     pub policy: Policy,
-    pub out_base: u64,
+    pub out_base: Option<u64>,
     pub out: &'a Path,
     pub verify: bool,
 }
 
-/// Runs the job; `Ok(false)` when verification found differences.
-pub fn run<M: PhysMem + ?Sized>(job: Job<'_, M>, out: &mut impl Write) -> Result<bool, String> {
-    let img_path = with_ext(job.out, ".img");
-    let json_path = with_ext(job.out, ".json");
-    for p in [&img_path, &json_path] {
-        if same_file(p, job.image) {
-            return Err(format!(
-                "refusing to overwrite the input image {}",
-                job.image.display()
-            ));
+/// A failure: its one-line message and exit status.
+pub type Failure = (String, u8);
+
+fn fail(msg: String) -> Failure {
+    (msg, 2)
+}
+
+/// Exit status for a signal, as a shell reports it.
+fn signal_status(sig: i32) -> u8 {
+    u8::try_from(128 + sig).unwrap_or(1)
+}
+
+fn interrupted(stop: &Interrupt) -> Result<(), Failure> {
+    match stop.signal() {
+        None => Ok(()),
+        Some(sig) => Err((
+            format!("interrupted by signal {sig}; nothing was written"),
+            signal_status(sig),
+        )),
+    }
+}
+
+/// A bar on a terminal once the work has taken a moment.
+struct Progress {
+    start: Instant,
+    tty: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: Instant::now(),
+            tty: io::stderr().is_terminal(),
+            bar: None,
         }
     }
-    // A progress bar, on a terminal, once the work has taken a moment.
-    let start = Instant::now();
-    let mut bar: Option<ProgressBar> = None;
-    let tty = io::IsTerminal::is_terminal(&io::stderr());
-    let compacted: Compacted = Compactor::new(job.mem, job.roots)
-        .map_err(|e| e.to_string())?
-        .with_mode(job.mode)
-        .policy(job.policy.clone())
-        .out_base(PhysAddr(job.out_base))
-        .run_with_progress(|space, spaces| {
-            if !tty || start.elapsed() < Duration::from_millis(300) {
-                return;
-            }
-            let b = bar.get_or_insert_with(|| {
-                let b = ProgressBar::new(spaces as u64);
-                if let Ok(style) =
-                    ProgressStyle::with_template("compacting {bar:30} space {pos}/{len} {elapsed}")
-                {
-                    b.set_style(style);
-                }
-                b
-            });
-            b.set_position(space as u64 + 1); // the space being compacted, counted from 1
-        })
-        .map_err(|e| e.to_string())?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let c = &compacted;
-    write_atomically(&img_path, |w| {
-        w.write_all(&c.data)?;
-        w.write_all(&vec![0u8; c.gap()])?;
-        w.write_all(&c.tables)
-    })
-    .map_err(|e| format!("cannot write {}: {e}", img_path.display()))?;
-    let sidecar = json!({
-        "base": format!("{:#x}", c.base.0),
-        "roots": c.roots.iter().map(|r| format!("{:#x}", r.0)).collect::<Vec<_>>(),
-        "tables_base": format!("{:#x}", c.tables_base.0),
-        "stats": stats_json(&c.stats),
-    });
-    write_atomically(&json_path, |w| writeln!(w, "{sidecar:#}"))
-        .map_err(|e| format!("cannot write {}: {e}", json_path.display()))?;
 
-    let s = &c.stats;
-    let w = |e: io::Error| e.to_string();
+    fn set(&mut self, template: &str, pos: u64, len: u64) {
+        if !self.tty || self.start.elapsed() < Duration::from_millis(300) {
+            return;
+        }
+        let b = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(len);
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                b.set_style(style);
+            }
+            b
+        });
+        b.set_length(len);
+        b.set_position(pos);
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Streams the image to `file`, returning its XXH3-64 hash.
+fn write_image<M: PhysMem + ?Sized>(
+    layout: &Layout,
+    job: &Job<'_, M>,
+    file: &mut File,
+    stop: &Interrupt,
+    progress: &mut Progress,
+) -> Result<u64, Failure> {
+    let io_err = |e: io::Error| fail(format!("cannot write the image: {e}"));
+    let zeros = vec![0u8; 1 << 20];
+    let mut hash = Xxh3::new();
+    let (mut written, mut since_release) = (0u64, 0u64);
+    let total = layout.len();
+    for chunk in layout.chunks() {
+        match chunk {
+            Chunk::Zeros(mut n) => {
+                while n > 0 {
+                    let k = n.min(zeros.len() as u64) as usize;
+                    file.write_all(&zeros[..k]).map_err(io_err)?;
+                    hash.update(&zeros[..k]);
+                    n -= k as u64;
+                    written += k as u64;
+                }
+            }
+            Chunk::Copy { src, len } => {
+                let mut result = Ok(());
+                copy_pages(job.mem, src, len, |bytes| {
+                    if result.is_err() {
+                        return;
+                    }
+                    result = file.write_all(bytes);
+                    hash.update(bytes);
+                    written += bytes.len() as u64;
+                    since_release += bytes.len() as u64;
+                    if since_release >= RELEASE_EVERY {
+                        since_release = 0;
+                        release(job.mapped);
+                        if stop.signal().is_some() {
+                            result = Err(io::Error::other("interrupted"));
+                        }
+                    }
+                })
+                .map_err(|e| fail(e.to_string()))?;
+                interrupted(stop)?;
+                result.map_err(io_err)?;
+            }
+            Chunk::Bytes(b) => {
+                file.write_all(b).map_err(io_err)?;
+                hash.update(b);
+                written += b.len() as u64;
+            }
+        }
+        progress.set(
+            "writing {bar:30} {bytes}/{total_bytes} {elapsed}",
+            written,
+            total,
+        );
+    }
+    release(job.mapped);
+    Ok(hash.digest())
+}
+
+/// Runs the job; `Ok(false)` when verification found differences.
+pub fn run<M: PhysMem + ?Sized>(job: Job<'_, M>, out: &mut impl Write) -> Result<bool, Failure> {
+    for p in [with_ext(job.out, ".img"), with_ext(job.out, ".json")] {
+        if same_file(&p, job.image) {
+            return Err(fail(format!(
+                "refusing to overwrite the input image {:?}",
+                job.image
+            )));
+        }
+    }
+    let stop = Interrupt::catch().map_err(|e| fail(format!("cannot catch signals: {e}")))?;
+    // The temporary files first: an unwritable place fails before the work.
+    let (pair, mut f_img, mut f_json) = Pair::create(job.out).map_err(fail)?;
+    let mut progress = Progress::new();
+    let mut compactor = Compactor::new(job.mem, job.roots)
+        .map_err(|e| fail(e.to_string()))?
+        .with_mode(job.mode)
+        .policy(job.policy.clone());
+    if let Some(base) = job.out_base {
+        compactor = compactor.out_base(PhysAddr(base));
+    }
+    let layout = compactor
+        .plan_with_progress(|space, spaces| {
+            progress.set(
+                "compacting {bar:30} space {pos}/{len} {elapsed}",
+                space as u64 + 1,
+                spaces as u64,
+            );
+        })
+        .map_err(|e| fail(e.to_string()))?;
+    interrupted(&stop)?;
+    let hash = write_image(&layout, &job, &mut f_img, &stop, &mut progress)?;
+    progress.finish();
+    let file_name = pair
+        .img
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sidecar = json!({
+        "base": format!("{:#x}", layout.base.0),
+        "roots": layout.roots.iter().map(|r| format!("{:#x}", r.0)).collect::<Vec<_>>(),
+        "tables_base": format!("{:#x}", layout.tables_base.0),
+        "image": {
+            "file": file_name,
+            "bytes": layout.len(),
+            "xxh3": format!("{hash:016x}"),
+        },
+        "device": layout.device.iter()
+            .map(|r| json!([format!("{:#x}", r.start), format!("{:#x}", r.end)]))
+            .collect::<Vec<_>>(),
+        "stats": stats_json(&layout.stats),
+    });
+    writeln!(f_json, "{sidecar:#}").map_err(|e| fail(format!("cannot write the JSON: {e}")))?;
+    interrupted(&stop)?;
+    // From here the pair completes even if a signal arrives.
+    let (img_path, json_path) = (pair.img.clone(), pair.json.clone());
+    pair.commit(f_img, f_json).map_err(fail)?;
+
+    let w = |e: io::Error| fail(e.to_string());
     writeln!(
         out,
         "wrote {} and {}",
@@ -140,26 +273,59 @@ pub fn run<M: PhysMem + ?Sized>(job: Job<'_, M>, out: &mut impl Write) -> Result
         json_path.display()
     )
     .map_err(w)?;
-    for (k, v) in stats_json(s).as_object().into_iter().flatten() {
+    for (k, v) in stats_json(&layout.stats).as_object().into_iter().flatten() {
         writeln!(out, "{k}\t{v}").map_err(w)?;
     }
     if !job.verify {
         return Ok(true);
     }
-    let spinner = tty.then(|| {
+    verify_written(&job, &layout, &img_path, &stop, out)
+}
+
+/// Maps the written image and checks it against the input.
+fn verify_written<M: PhysMem + ?Sized>(
+    job: &Job<'_, M>,
+    layout: &Layout,
+    img_path: &Path,
+    stop: &Interrupt,
+    out: &mut impl Write,
+) -> Result<bool, Failure> {
+    let file = File::open(img_path).map_err(|e| fail(format!("cannot open {img_path:?}: {e}")))?;
+    // SAFETY: read-only map of the file this process just wrote and renamed
+    // into place; ptwalk never writes it again.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| fail(format!("cannot map {img_path:?}: {e}")))?;
+    let compacted = Image::new(layout.base, &map[..]);
+    let spinner = io::stderr().is_terminal().then(|| {
         let s = ProgressBar::new_spinner().with_message("verifying");
         s.enable_steady_tick(Duration::from_millis(100));
         s
     });
-    let report = verify(job.mode, job.mem, job.roots, c, &c.roots, &job.policy);
+    let report = verify_with_progress(
+        job.mode,
+        job.mem,
+        job.roots,
+        &compacted,
+        &layout.roots,
+        &job.policy,
+        |_| {
+            release(job.mapped);
+            release(&map);
+            if let Some(sig) = stop.signal() {
+                eprintln!("ptwalk: interrupted while verifying; the pair is complete");
+                std::process::exit(i32::from(signal_status(sig)));
+            }
+        },
+    );
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
+    let w = |e: io::Error| fail(e.to_string());
     if report.is_ok() {
         writeln!(
             out,
-            "verify\tok ({} pages, {} aliases checked)",
-            report.pages_checked, report.aliases_checked
+            "verify\tok ({} pages, {} frames, {} aliases checked)",
+            report.pages_checked, report.frames_compared, report.aliases_checked
         )
         .map_err(w)?;
         Ok(true)

@@ -248,13 +248,13 @@ pub fn run(out: &mut impl Write) -> io::Result<()> {
     let compacted = Compactor::new(&mem[..], &roots)
         .and_then(|c| c.policy(policy.clone()).run())
         .map_err(io::Error::other)?;
-    let s = compacted.stats;
+    let s = compacted.stats();
     let report = verify(
         I686::default(),
         &mem[..],
         &roots,
         &compacted,
-        &compacted.roots,
+        compacted.roots(),
         &policy,
     );
     writeln!(

@@ -4,6 +4,7 @@
 mod compact;
 mod demo;
 mod format;
+mod pair;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -81,9 +82,10 @@ enum Cmd {
         /// Keep tables left with no present entry, and their sharing.
         #[arg(long)]
         keep_empty_tables: bool,
-        /// Physical address of the output's first byte.
-        #[arg(long, value_name = "PA", default_value = "0", value_parser = parse_num)]
-        out_base: u64,
+        /// Physical address of the output's first byte (default: the lowest
+        /// base clear of the device memory the snapshot maps in place).
+        #[arg(long, value_name = "PA", value_parser = parse_num)]
+        out_base: Option<u64>,
         /// Check the result against the input: same contents and access at
         /// every kept VA, dropped VAs unmapped, same sharing.
         #[arg(long)]
@@ -262,6 +264,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             let (mem, roots) = open(&img)?;
             let job = compact::Job {
                 mem: &mem,
+                mapped: mem.bytes(),
                 image: &img.image,
                 roots: &roots,
                 mode: I686 { pse: !img.no_pse },
@@ -276,7 +279,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                 out: &prefix,
                 verify,
             };
-            match compact::run(job, out).map_err(Failure::new)? {
+            match compact::run(job, out).map_err(|(msg, code)| Failure { msg, code })? {
                 true => Ok(()),
                 false => Err(Failure {
                     msg: "verification failed".into(),
