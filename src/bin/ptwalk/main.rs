@@ -1,6 +1,5 @@
 //! `ptwalk`: walk, translate and explain x86 page tables in a raw
 //! physical-memory image. See the README for the output formats.
-
 //!
 //! Errors: every failure is one line on stderr, `ptwalk: ` and what is
 //! wrong (file names quoted, control characters escaped), with exit status
