@@ -186,7 +186,7 @@ fn errors_are_one_line_and_exit_2() {
         &[
             "walk", "--image", img, "--base", "0x100000", "--root", "0x1000",
         ],
-        "root 0x1000 lies outside the image",
+        &format!("root 0x1000 lies outside the image {img:?} (0x100000..0x105000)"),
     );
     fails_with(
         &[

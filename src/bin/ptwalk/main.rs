@@ -250,7 +250,8 @@ fn open(args: &ImageArgs) -> Result<(Image<Bytes>, Vec<PhysAddr>), Failure> {
     for r in &roots {
         if mem.lend(*r, 4096).is_err() {
             return Err(Failure::Error(format!(
-                "root {r} lies outside the image ({:#x}..{:#x})",
+                "root {r} lies outside the image {:?} ({:#x}..{:#x})",
+                args.image,
                 mem.base().0,
                 mem.end()
             )));
