@@ -88,15 +88,16 @@ impl Pair {
             json,
             done: false,
         };
-        let open = |p: &Path| {
+        // Errors name the file asked for, not its temporary name.
+        let open = |p: &Path, target: &Path| {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(p)
-                .map_err(|e| format!("cannot create {p:?}: {e}"))
+                .map_err(|e| format!("cannot write {target:?}: {e}"))
         };
-        let f_img = open(&pair.tmp_img)?;
-        let f_json = match open(&pair.tmp_json) {
+        let f_img = open(&pair.tmp_img, &pair.img)?;
+        let f_json = match open(&pair.tmp_json, &pair.json) {
             Ok(f) => f,
             Err(e) => {
                 let _ = fs::remove_file(&pair.tmp_img);
