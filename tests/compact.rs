@@ -6,23 +6,30 @@
 #![allow(clippy::nonminimal_bool, clippy::single_range_in_vec_init)]
 
 mod common;
+#[path = "compact/model.rs"]
+mod model;
 
 use std::collections::{HashMap, HashSet};
 
 use common::{ImageBuilder, P, PDE_FLAGS, PS, RW, US};
-use ptwalk::compact::{Compacted, Compactor, Policy, TableWriter, verify};
+use ptwalk::compact::{CompactError, Compacted, Compactor, Mismatch, Policy, TableWriter, verify};
 use ptwalk::{
-    GrowableOwners, I686, Level, PhysAddr, Resolution, VirtAddr, Walk, WalkEvent, WalkExt,
-    resolve_alias,
+    GrowableOwners, I686, Image, Level, PhysAddr, PhysMem, Resolution, VirtAddr, Walk, WalkEvent,
+    WalkExt, resolve_alias, virt_to_phys,
 };
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
 /// Table pages at 0x1000 * (1..=TABLES), data pages after them, and a
-/// 4 MiB frame at 4 MiB for large pages; device frames from 1 GiB.
+/// 4 MiB frame at 4 MiB for large pages (4 KiB pages map into it too).
+/// The image ends 8 KiB into a second 4 MiB frame at 8 MiB (a large page
+/// there lies partly inside memory); device frames follow the image's end
+/// and sit at 1 GiB.
 const TABLES: u32 = 8;
 const DATA: u32 = 16;
-const IMAGE: usize = 8 << 20;
+const IMAGE: usize = (8 << 20) + 0x2000;
 const DEVICE: u32 = 0x4000_0000;
+/// Output bases the generator picks from (`None`: the default).
+const OUT_BASES: [Option<u64>; 4] = [None, Some(0), Some(0x3F_F000), Some(0x7F_E000)];
 
 #[derive(Clone, Debug)]
 struct Snap {
@@ -65,6 +72,10 @@ impl Snap {
             keep_empty_tables: self.flags & 8 != 0,
         }
     }
+
+    fn out_base(&self) -> Option<u64> {
+        OUT_BASES[usize::from(self.flags >> 4) % OUT_BASES.len()]
+    }
 }
 
 const HOT: [u16; 5] = [0, 1, 0x300, 0x301, 0x3FF];
@@ -82,10 +93,17 @@ fn value(g: &mut Gen) -> u32 {
     let table = (u32::from(u8::arbitrary(g)) % TABLES + 1) << 12;
     match u8::arbitrary(g) % 10 {
         0..=2 => table | flags | P, // a table (or, in a PT, a page)
-        3..=5 => ((u32::from(u8::arbitrary(g)) % DATA + TABLES + 1) << 12) | flags | P, // a data page
-        6 => (DEVICE + ((u32::from(u8::arbitrary(g)) % 16) << 12)) | flags | P, // device memory
-        7 => 0x0040_0000 | flags | PS | P,                                      // 4 MiB in memory
-        8 => DEVICE | flags | PS | P,                                           // 4 MiB device
+        // A data page: a small one, or one inside the large frame.
+        3 | 4 => ((u32::from(u8::arbitrary(g)) % DATA + TABLES + 1) << 12) | flags | P,
+        5 => (0x0040_0000 + ((u32::from(u8::arbitrary(g)) % 16) << 12)) | flags | P,
+        // Device memory: right after the image, or far away.
+        6 => {
+            let at = *g.choose(&[0x0080_2000, DEVICE]).unwrap();
+            (at + ((u32::from(u8::arbitrary(g)) % 16) << 12)) | flags | P
+        }
+        7 => 0x0040_0000 | flags | PS | P, // 4 MiB in memory
+        // 4 MiB of device memory, or partly inside memory.
+        8 => *g.choose(&[DEVICE, 0x0080_0000]).unwrap() | flags | PS | P,
         _ => u32::arbitrary(g) & !1,                                            // not present
     }
 }
@@ -156,11 +174,25 @@ fn compact(mem: &[u8], roots: &[PhysAddr], policy: &Policy) -> Compacted {
         .unwrap()
 }
 
+/// `compact` at the snapshot's own output base; an explicit base that
+/// would cover device memory is `Err` (checked by the caller).
+fn compact_snap(s: &Snap) -> Result<Compacted, CompactError> {
+    let (mem, roots, policy) = (s.image(), s.roots(), s.policy());
+    let c = Compactor::new(&mem[..], &roots)?.policy(policy);
+    match s.out_base() {
+        Some(b) => c.out_base(PhysAddr(b)).run(),
+        None => c.run(),
+    }
+}
+
 #[test]
 fn compaction_then_verify_always_passes() {
     fn prop(s: Snap) -> bool {
         let (mem, roots, policy) = (s.image(), s.roots(), s.policy());
-        let out = compact(&mem, &roots, &policy);
+        let out = match compact_snap(&s) {
+            Ok(out) => out,
+            Err(e) => return refusal_is_right(&s, &e),
+        };
         let report = verify(
             I686::default(),
             &mem[..],
@@ -173,6 +205,79 @@ fn compaction_then_verify_always_passes() {
             eprintln!("{report:#?}\n{:?}", out.stats());
         }
         report.is_ok()
+    }
+    qc().quickcheck(prop as fn(Snap) -> bool);
+}
+
+/// An explicit output base is refused only when the output would really
+/// cover a device frame the snapshot maps in place.
+fn refusal_is_right(s: &Snap, e: &CompactError) -> bool {
+    let CompactError::DeviceOverlap { device, base, end } = *e else {
+        eprintln!("unexpected error {e:?}");
+        return false;
+    };
+    let mem = s.image();
+    let old = model::Mem { base: 0, bytes: &mem };
+    let mapped_device = s.roots().iter().any(|r| {
+        model::hw_pages(old, r.0)
+            .iter()
+            .any(|p| p.pa & !0xFFF == device.0 & !0xFFF && old.frame(p.pa).is_none())
+    });
+    Some(base.0) == s.out_base() && (base.0..end.0).contains(&device.0) && mapped_device
+}
+
+/// The independent model (tests/compact/model.rs) confirms what `verify`
+/// says: frame identity both ways, contents, access, device frames in
+/// place and clear, large pages kept large, skipped VAs gone.
+#[test]
+fn compaction_is_a_faithful_guest() {
+    fn prop(s: Snap) -> bool {
+        let (mem, roots, policy) = (s.image(), s.roots(), s.policy());
+        let out = match compact_snap(&s) {
+            Ok(out) => out,
+            Err(e) => return refusal_is_right(&s, &e),
+        };
+        let raw_roots: Vec<u64> = roots.iter().map(|r| r.0).collect();
+        let aliases: Vec<model::Alias> = common::model(
+            &mem,
+            &raw_roots,
+            true,
+            0,
+            u64::MAX,
+            common::Consumer::References,
+        )
+        .into_iter()
+        .filter_map(|e| match e {
+            WalkEvent::Aliasing(a) => Some((a.space.index(), a.va.0, a.owner_va.0)),
+            _ => None,
+        })
+        .collect();
+        let rules = model::Rules {
+            skip: policy.skip.iter().map(|r| (r.start, r.end)).collect(),
+            cow: policy.cow,
+            drop_device: policy.drop_device_pages,
+            split_large: policy.split_large,
+        };
+        let new_roots: Vec<u64> = out.roots().iter().map(|r| r.0).collect();
+        let verdict = model::faithful(
+            model::Mem { base: 0, bytes: &mem },
+            &raw_roots,
+            model::Mem {
+                base: out.layout.base.0,
+                bytes: &out.image,
+            },
+            &new_roots,
+            &aliases,
+            &rules,
+        );
+        if let Err(why) = &verdict {
+            eprintln!("{why}\n{s:?}\n{:?}", out.stats());
+        }
+        // The stats add up: data, padding and tables are the whole output.
+        let st = out.stats();
+        verdict.is_ok()
+            && st.data_bytes + st.padding_bytes + st.table_bytes == st.output_bytes
+            && st.output_bytes == out.image.len() as u64
     }
     qc().quickcheck(prop as fn(Snap) -> bool);
 }
@@ -210,18 +315,14 @@ fn table_count_matches_the_input_structure() {
                     continue;
                 }
                 if pde & u64::from(PS) != 0 {
-                    // A large page needs a page table only when split.
+                    // A large page needs a page table only when split (by
+                    // the policy, or because it lies partly inside memory)
+                    // and some piece of it is kept.
                     let pa = pde & 0xFFC0_0000;
-                    let whole_device = !in_memory(pa, 4 << 20);
-                    if policy.splits(va, 4 << 20)
-                        && (0..1024u64).any(|k| {
-                            let (v, p) = (va + (k << 12), pa + (k << 12));
-                            !policy.skips_all(v, 4096)
-                                && !(policy.drop_device_pages && !in_memory(p, 4096))
-                        })
-                        && !(whole_device
-                            && policy.drop_device_pages
-                            && !policy.splits(va, 4 << 20))
+                    let partial = !in_memory(pa, 4 << 20)
+                        && (0..1024u64).any(|k| in_memory(pa + (k << 12), 4096));
+                    if (policy.splits(va, 4 << 20) || partial)
+                        && (0..1024u64).any(|k| kept(va + (k << 12), pa + (k << 12)))
                     {
                         expected += 1;
                     }
@@ -286,11 +387,18 @@ fn compacting_twice_is_a_fixed_point() {
 fn generator_covers_sharing_skips_and_large_pages() {
     let mut g = Gen::new(48);
     let (mut linked, mut invalidated, mut materialized, mut large, mut device) = (0, 0, 0, 0, 0);
-    let mut checked = 0;
+    let (mut multi, mut partial, mut refused, mut padded, mut checked) = (0, 0, 0, 0, 0);
     for _ in 0..300 {
         let s = Snap::arbitrary(&mut g);
         let (mem, roots, policy) = (s.image(), s.roots(), s.policy());
-        let out = compact(&mem, &roots, &policy);
+        let out = match compact_snap(&s) {
+            Ok(out) => out,
+            Err(e) => {
+                assert!(refusal_is_right(&s, &e), "{e:?}");
+                refused += 1;
+                continue;
+            }
+        };
         checked += verify(
             I686::default(),
             &mem[..],
@@ -300,20 +408,30 @@ fn generator_covers_sharing_skips_and_large_pages() {
             &policy,
         )
         .pages_checked;
-        linked += out.stats().aliases_linked;
-        invalidated += out.stats().aliases_invalidated;
-        materialized += out.stats().aliases_materialized;
-        device += out.stats().device_pages_kept + out.stats().device_pages_dropped;
-        large += u64::from(out.stats().pages_copied >= 1024);
+        let st = out.stats();
+        linked += st.aliases_linked;
+        invalidated += st.aliases_invalidated;
+        materialized += st.aliases_materialized;
+        device += st.device_pages_kept + st.device_pages_dropped;
+        large += u64::from(st.pages_copied >= 1024);
+        multi += u64::from(st.frames_multi_size > 0);
+        partial += u64::from(st.large_pages_split > 0);
+        padded += u64::from(st.padding_bytes > 0);
     }
     assert!(
         linked > 20
-            && invalidated > 3
+            && invalidated > 1
             && materialized > 0
             && large > 5
             && device > 20
+            && multi > 5
+            && partial > 5
+            && refused > 3
+            && padded > 3
             && checked > 10_000,
-        "linked {linked} invalidated {invalidated} materialized {materialized} large {large} device {device} checked {checked}"
+        "linked {linked} invalidated {invalidated} materialized {materialized} large {large} \
+         device {device} multi-size {multi} partial {partial} refused {refused} padded {padded} \
+         checked {checked}"
     );
 }
 
@@ -781,4 +899,224 @@ fn table_writer_maps_what_it_is_told() {
     QuickCheck::new()
         .tests(300)
         .quickcheck(prop as fn(Vec<(u16, u16, u32, bool)>) -> bool);
+}
+
+// ---------------------------------------------------------------------------
+// Frame identity, device memory and partial large pages (the fidelity issue).
+
+/// A compacted snapshot's u32 at `pa`.
+fn word(out: &Compacted, pa: u64) -> u32 {
+    let o = (pa - out.layout.base.0) as usize;
+    u32::from_le_bytes(out.image[o..o + 4].try_into().unwrap())
+}
+
+/// The physical address of the PTE mapping `va` under `root`.
+fn pte_at(out: &Compacted, root: PhysAddr, va: u64) -> u64 {
+    let pde = word(out, root.0 + 4 * (va >> 22));
+    u64::from(pde & 0xFFFF_F000) + 4 * ((va >> 12) & 0x3FF)
+}
+
+fn set_word(out: &mut Compacted, pa: u64, v: u32) {
+    let o = (pa - out.layout.base.0) as usize;
+    out.image[o..o + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Space 0 maps 4 MiB at 0xC0000000 from the frame at 4 MiB; space 1 maps
+/// one 4 KiB page of that frame at 0x08000000.
+fn large_and_small() -> (Vec<u8>, Vec<PhysAddr>) {
+    let mut img = ImageBuilder::new();
+    let (r0, r1, pt) = (img.alloc(), img.alloc(), img.alloc());
+    img.buf.resize(8 << 20, 0);
+    for (n, page) in img.buf.chunks_mut(4096).enumerate().skip(1024) {
+        page[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    }
+    img.put(r0, KVA >> 22, 0x0040_0000 | PS | P | RW);
+    img.put(r1, 0x20, pt | PDE_FLAGS);
+    img.put(pt, 0, 0x0040_1000 | P | RW | US);
+    (img.buf, vec![PhysAddr(r0.into()), PhysAddr(r1.into())])
+}
+
+#[test]
+fn a_frame_mapped_large_and_small_is_one_frame() {
+    let (mem, roots) = large_and_small();
+    let out = compact(&mem, &roots, &Policy::default());
+    let st = out.stats();
+    assert_eq!((st.pages_copied, st.frames_multi_size), (1024, 1), "{st:?}");
+    assert_eq!(st.data_bytes, 4 << 20);
+    let large = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1).next().unwrap();
+    let small = virt_to_phys(&out, out.roots()[1], 0x0800_0000, 1).next().unwrap();
+    assert_eq!(large.size(), 4 << 20, "still a large page");
+    assert_eq!(large.pa.0 % (4 << 20), 0, "aligned to its size");
+    assert_eq!(small.pa.0, large.pa.0 + 0x1000, "the small page points into it");
+    assert!(verified(&mem, &roots, &out, &Policy::default()));
+}
+
+/// What the old compactor did (one copy per page size) is caught.
+#[test]
+fn verify_catches_a_frame_copied_twice() {
+    let (mem, roots) = large_and_small();
+    let mut out = compact(&mem, &roots, &Policy::default());
+    // A second copy of the frame, and the small page pointing at it.
+    let copy = out.layout.base.0 + out.image.len() as u64;
+    out.image.extend_from_slice(&mem[0x40_1000..0x40_2000]);
+    let pte = pte_at(&out, out.roots()[1], 0x0800_0000);
+    set_word(&mut out, pte, copy as u32 | P | RW | US);
+    let r = verify(I686::default(), &mem[..], &roots, &out, out.roots(), &Policy::default());
+    assert!(
+        r.mismatches.contains(&Mismatch::FrameSplit {
+            src: PhysAddr(0x40_1000)
+        }),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn verify_catches_two_frames_behind_one() {
+    let (mem, roots) = large_and_small();
+    let mut out = compact(&mem, &roots, &Policy::default());
+    // The small page now maps the copy of frame 4 MiB + 8 KiB instead.
+    let pte = pte_at(&out, out.roots()[1], 0x0800_0000);
+    let w = word(&out, pte);
+    set_word(&mut out, pte, w + 0x1000);
+    let r = verify(I686::default(), &mem[..], &roots, &out, out.roots(), &Policy::default());
+    assert!(
+        r.mismatches
+            .iter()
+            .any(|m| matches!(m, Mismatch::FrameMerged { .. })),
+        "{r:#?}"
+    );
+}
+
+/// An image at 1 MiB whose space maps one data page and PA 0 (outside the
+/// image: device memory), plus the local APIC.
+fn device_below() -> (Image<Vec<u8>>, Vec<PhysAddr>) {
+    let base = 0x10_0000u32;
+    let mut buf = vec![0u8; 0x4000];
+    let put = |buf: &mut Vec<u8>, pa: u32, v: u32| {
+        let o = (pa - base) as usize;
+        buf[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    };
+    let (root, pt, data) = (base, base + 0x1000, base + 0x2000);
+    put(&mut buf, root, pt | PDE_FLAGS);
+    put(&mut buf, pt, data | P | RW);
+    put(&mut buf, pt + 4, P | RW); // PA 0
+    put(&mut buf, pt + 8, 0xFEE0_0000 | P | RW); // the local APIC
+    buf[0x2000..0x2004].copy_from_slice(b"data");
+    (Image::new(PhysAddr(base.into()), buf), vec![PhysAddr(root.into())])
+}
+
+#[test]
+fn device_memory_is_never_covered_by_the_output() {
+    let (mem, roots) = device_below();
+    let out = Compactor::new(&mem, &roots).unwrap().run().unwrap();
+    // Data, a root and a page table: 3 pages, placed clear of PA 0.
+    assert_eq!(out.layout.base, PhysAddr(0x1000), "{:?}", out.layout);
+    assert_eq!(out.layout.device, [0..0x1000, 0xFEE0_0000..0xFEE0_1000]);
+    let pages: Vec<_> = Walk::single(&out, out.roots()[0]).leaves().collect();
+    assert_eq!(
+        pages.iter().map(|l| l.pa.0).collect::<Vec<_>>(),
+        [0x1000, 0, 0xFEE0_0000],
+        "data copied; device pages in place"
+    );
+    assert!(verify(I686::default(), &mem, &roots, &out, out.roots(), &Policy::default()).is_ok());
+    // A base that would cover a device page is refused, naming it.
+    for (base, device) in [(0u64, 0u64), (0xFEDF_F000, 0xFEE0_0000)] {
+        let e = Compactor::new(&mem, &roots)
+            .unwrap()
+            .out_base(PhysAddr(base))
+            .run()
+            .unwrap_err();
+        assert!(
+            matches!(e, CompactError::DeviceOverlap { device: d, .. } if d.0 == device),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(&format!("{:#x}", device)), "{e}");
+    }
+}
+
+/// The data fits below a device page, the tables would not: the output
+/// moves past it (and the tables are built again there).
+#[test]
+fn tables_that_would_reach_device_memory_move_the_output() {
+    let (mut mem, roots) = device_below();
+    let base = 0x10_0000u64;
+    // Device memory at 0x2000 instead of the APIC: one data page and the
+    // root fit below it, the page table does not.
+    let o = (base + 0x1000 + 8 - base) as usize;
+    let mut buf = mem.bytes().to_vec();
+    buf[o..o + 4].copy_from_slice(&(0x2000 | P | RW).to_le_bytes());
+    mem = Image::new(PhysAddr(base), buf);
+    let out = Compactor::new(&mem, &roots).unwrap().run().unwrap();
+    assert_eq!(out.layout.base, PhysAddr(0x3000), "{:?}", out.layout);
+    assert!(verify(I686::default(), &mem, &roots, &out, out.roots(), &Policy::default()).is_ok());
+}
+
+#[test]
+fn verify_catches_data_over_device_memory() {
+    let (mem, roots) = device_below();
+    let mut out = Compactor::new(&mem, &roots).unwrap().run().unwrap();
+    // What the old default did: the output starts at 0, over the device
+    // page at PA 0 (which now reads as copied memory).
+    let mut image = vec![0u8; 0x1000];
+    image.extend_from_slice(&out.image);
+    out.image = image;
+    out.layout.base = PhysAddr(0);
+    let r = verify(I686::default(), &mem, &roots, &out, out.roots(), &Policy::default());
+    assert!(
+        r.mismatches
+            .contains(&Mismatch::DeviceCovered { pa: PhysAddr(0) }),
+        "{r:#?}"
+    );
+}
+
+/// A 4 MiB page at 4 MiB in an image ending 4 KiB into it.
+fn partial_large() -> (Vec<u8>, Vec<PhysAddr>) {
+    let mut img = ImageBuilder::new();
+    let root = img.alloc();
+    img.buf.resize(0x40_1000, 0);
+    img.buf[0x40_0000..0x40_0004].copy_from_slice(b"kept");
+    img.put(root, KVA >> 22, 0x0040_0000 | PS | P | RW);
+    (img.buf, vec![PhysAddr(root.into())])
+}
+
+#[test]
+fn a_large_page_partly_inside_memory_is_copied_and_kept() {
+    let (mem, roots) = partial_large();
+    let out = compact(&mem, &roots, &Policy::default());
+    let st = out.stats();
+    assert_eq!(
+        (st.large_pages_split, st.pages_copied, st.device_pages_kept),
+        (1, 1, 1023),
+        "{st:?}"
+    );
+    let first = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1).next().unwrap();
+    assert_eq!(out.lend(first.pa, 4).unwrap(), b"kept");
+    let second = virt_to_phys(&out, out.roots()[0], u64::from(KVA) + 0x1000, 1).next().unwrap();
+    assert_eq!(second.pa, PhysAddr(0x40_1000), "the outside part stays in place");
+    assert!(verified(&mem, &roots, &out, &Policy::default()));
+    // With device pages dropped, only the in-memory part remains.
+    let dropping = Policy {
+        drop_device_pages: true,
+        ..Policy::default()
+    };
+    let out = compact(&mem, &roots, &dropping);
+    assert_eq!(Walk::single(&out, out.roots()[0]).leaves().count(), 1);
+    assert!(verified(&mem, &roots, &out, &dropping));
+}
+
+#[test]
+fn verify_catches_a_dropped_partial_large_page() {
+    let (mem, roots) = partial_large();
+    let mut out = compact(&mem, &roots, &Policy::default());
+    // What the old compactor did: the whole large page kept in place as
+    // device memory, its in-memory part never copied.
+    let root = out.roots()[0];
+    set_word(&mut out, root.0 + 4 * u64::from(KVA >> 22), 0x0040_0000 | PS | P | RW);
+    let r = verify(I686::default(), &mem[..], &roots, &out, out.roots(), &Policy::default());
+    assert!(
+        r.mismatches
+            .iter()
+            .any(|m| matches!(m, Mismatch::Contents { va, .. } if va.0 == u64::from(KVA))),
+        "{r:#?}"
+    );
 }
