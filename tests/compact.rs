@@ -104,7 +104,7 @@ fn value(g: &mut Gen) -> u32 {
         7 => 0x0040_0000 | flags | PS | P, // 4 MiB in memory
         // 4 MiB of device memory, or partly inside memory.
         8 => *g.choose(&[DEVICE, 0x0080_0000]).unwrap() | flags | PS | P,
-        _ => u32::arbitrary(g) & !1,                                            // not present
+        _ => u32::arbitrary(g) & !1, // not present
     }
 }
 
@@ -217,7 +217,10 @@ fn refusal_is_right(s: &Snap, e: &CompactError) -> bool {
         return false;
     };
     let mem = s.image();
-    let old = model::Mem { base: 0, bytes: &mem };
+    let old = model::Mem {
+        base: 0,
+        bytes: &mem,
+    };
     let mapped_device = s.roots().iter().any(|r| {
         model::hw_pages(old, r.0)
             .iter()
@@ -260,7 +263,10 @@ fn compaction_is_a_faithful_guest() {
         };
         let new_roots: Vec<u64> = out.roots().iter().map(|r| r.0).collect();
         let verdict = model::faithful(
-            model::Mem { base: 0, bytes: &mem },
+            model::Mem {
+                base: 0,
+                bytes: &mem,
+            },
             &raw_roots,
             model::Mem {
                 base: out.layout.base.0,
@@ -943,11 +949,19 @@ fn a_frame_mapped_large_and_small_is_one_frame() {
     let st = out.stats();
     assert_eq!((st.pages_copied, st.frames_multi_size), (1024, 1), "{st:?}");
     assert_eq!(st.data_bytes, 4 << 20);
-    let large = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1).next().unwrap();
-    let small = virt_to_phys(&out, out.roots()[1], 0x0800_0000, 1).next().unwrap();
+    let large = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1)
+        .next()
+        .unwrap();
+    let small = virt_to_phys(&out, out.roots()[1], 0x0800_0000, 1)
+        .next()
+        .unwrap();
     assert_eq!(large.size(), 4 << 20, "still a large page");
     assert_eq!(large.pa.0 % (4 << 20), 0, "aligned to its size");
-    assert_eq!(small.pa.0, large.pa.0 + 0x1000, "the small page points into it");
+    assert_eq!(
+        small.pa.0,
+        large.pa.0 + 0x1000,
+        "the small page points into it"
+    );
     assert!(verified(&mem, &roots, &out, &Policy::default()));
 }
 
@@ -961,7 +975,14 @@ fn verify_catches_a_frame_copied_twice() {
     out.image.extend_from_slice(&mem[0x40_1000..0x40_2000]);
     let pte = pte_at(&out, out.roots()[1], 0x0800_0000);
     set_word(&mut out, pte, copy as u32 | P | RW | US);
-    let r = verify(I686::default(), &mem[..], &roots, &out, out.roots(), &Policy::default());
+    let r = verify(
+        I686::default(),
+        &mem[..],
+        &roots,
+        &out,
+        out.roots(),
+        &Policy::default(),
+    );
     assert!(
         r.mismatches.contains(&Mismatch::FrameSplit {
             src: PhysAddr(0x40_1000)
@@ -978,7 +999,14 @@ fn verify_catches_two_frames_behind_one() {
     let pte = pte_at(&out, out.roots()[1], 0x0800_0000);
     let w = word(&out, pte);
     set_word(&mut out, pte, w + 0x1000);
-    let r = verify(I686::default(), &mem[..], &roots, &out, out.roots(), &Policy::default());
+    let r = verify(
+        I686::default(),
+        &mem[..],
+        &roots,
+        &out,
+        out.roots(),
+        &Policy::default(),
+    );
     assert!(
         r.mismatches
             .iter()
@@ -1002,7 +1030,10 @@ fn device_below() -> (Image<Vec<u8>>, Vec<PhysAddr>) {
     put(&mut buf, pt + 4, P | RW); // PA 0
     put(&mut buf, pt + 8, 0xFEE0_0000 | P | RW); // the local APIC
     buf[0x2000..0x2004].copy_from_slice(b"data");
-    (Image::new(PhysAddr(base.into()), buf), vec![PhysAddr(root.into())])
+    (
+        Image::new(PhysAddr(base.into()), buf),
+        vec![PhysAddr(root.into())],
+    )
 }
 
 #[test]
@@ -1018,7 +1049,17 @@ fn device_memory_is_never_covered_by_the_output() {
         [0x1000, 0, 0xFEE0_0000],
         "data copied; device pages in place"
     );
-    assert!(verify(I686::default(), &mem, &roots, &out, out.roots(), &Policy::default()).is_ok());
+    assert!(
+        verify(
+            I686::default(),
+            &mem,
+            &roots,
+            &out,
+            out.roots(),
+            &Policy::default()
+        )
+        .is_ok()
+    );
     // A base that would cover a device page is refused, naming it.
     for (base, device) in [(0u64, 0u64), (0xFEDF_F000, 0xFEE0_0000)] {
         let e = Compactor::new(&mem, &roots)
@@ -1048,7 +1089,17 @@ fn tables_that_would_reach_device_memory_move_the_output() {
     mem = Image::new(PhysAddr(base), buf);
     let out = Compactor::new(&mem, &roots).unwrap().run().unwrap();
     assert_eq!(out.layout.base, PhysAddr(0x3000), "{:?}", out.layout);
-    assert!(verify(I686::default(), &mem, &roots, &out, out.roots(), &Policy::default()).is_ok());
+    assert!(
+        verify(
+            I686::default(),
+            &mem,
+            &roots,
+            &out,
+            out.roots(),
+            &Policy::default()
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -1061,7 +1112,14 @@ fn verify_catches_data_over_device_memory() {
     image.extend_from_slice(&out.image);
     out.image = image;
     out.layout.base = PhysAddr(0);
-    let r = verify(I686::default(), &mem, &roots, &out, out.roots(), &Policy::default());
+    let r = verify(
+        I686::default(),
+        &mem,
+        &roots,
+        &out,
+        out.roots(),
+        &Policy::default(),
+    );
     assert!(
         r.mismatches
             .contains(&Mismatch::DeviceCovered { pa: PhysAddr(0) }),
@@ -1089,10 +1147,18 @@ fn a_large_page_partly_inside_memory_is_copied_and_kept() {
         (1, 1, 1023),
         "{st:?}"
     );
-    let first = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1).next().unwrap();
+    let first = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1)
+        .next()
+        .unwrap();
     assert_eq!(out.lend(first.pa, 4).unwrap(), b"kept");
-    let second = virt_to_phys(&out, out.roots()[0], u64::from(KVA) + 0x1000, 1).next().unwrap();
-    assert_eq!(second.pa, PhysAddr(0x40_1000), "the outside part stays in place");
+    let second = virt_to_phys(&out, out.roots()[0], u64::from(KVA) + 0x1000, 1)
+        .next()
+        .unwrap();
+    assert_eq!(
+        second.pa,
+        PhysAddr(0x40_1000),
+        "the outside part stays in place"
+    );
     assert!(verified(&mem, &roots, &out, &Policy::default()));
     // With device pages dropped, only the in-memory part remains.
     let dropping = Policy {
@@ -1111,8 +1177,19 @@ fn verify_catches_a_dropped_partial_large_page() {
     // What the old compactor did: the whole large page kept in place as
     // device memory, its in-memory part never copied.
     let root = out.roots()[0];
-    set_word(&mut out, root.0 + 4 * u64::from(KVA >> 22), 0x0040_0000 | PS | P | RW);
-    let r = verify(I686::default(), &mem[..], &roots, &out, out.roots(), &Policy::default());
+    set_word(
+        &mut out,
+        root.0 + 4 * u64::from(KVA >> 22),
+        0x0040_0000 | PS | P | RW,
+    );
+    let r = verify(
+        I686::default(),
+        &mem[..],
+        &roots,
+        &out,
+        out.roots(),
+        &Policy::default(),
+    );
     assert!(
         r.mismatches
             .iter()

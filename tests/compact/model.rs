@@ -15,7 +15,8 @@ pub struct Mem<'a> {
 impl Mem<'_> {
     fn slice(&self, pa: u64, len: u64) -> Option<&[u8]> {
         let off = usize::try_from(pa.checked_sub(self.base)?).ok()?;
-        self.bytes.get(off..off.checked_add(usize::try_from(len).ok()?)?)
+        self.bytes
+            .get(off..off.checked_add(usize::try_from(len).ok()?)?)
     }
 
     fn u32_at(&self, pa: u64) -> Option<u32> {
@@ -107,7 +108,13 @@ impl Rules {
         let mut at = va;
         let end = va + 4096;
         loop {
-            match self.skip.iter().filter(|&&(s, e)| s <= at && at < e).map(|&(_, e)| e).max() {
+            match self
+                .skip
+                .iter()
+                .filter(|&&(s, e)| s <= at && at < e)
+                .map(|&(_, e)| e)
+                .max()
+            {
                 Some(e) if e >= end => return true,
                 Some(e) => at = e,
                 None => return false,
@@ -139,23 +146,22 @@ pub fn faithful(
     let mut forward: HashMap<u64, u64> = HashMap::new();
     let mut backward: HashMap<u64, u64> = HashMap::new();
     for (s, (&root, &new_root)) in roots.iter().zip(new_roots).enumerate() {
-        let mut after: BTreeMap<u64, HwPage> =
-            hw_pages(new, new_root).into_iter().map(|p| (p.va, p)).collect();
+        let mut after: BTreeMap<u64, HwPage> = hw_pages(new, new_root)
+            .into_iter()
+            .map(|p| (p.va, p))
+            .collect();
         for o in hw_pages(old, root) {
             let region = o.va & !0x3F_FFFF;
             // A shared region shows what the owner kept at its own VA.
             let judged_at = aliases
                 .iter()
                 .find(|&&(a, va, owner_va)| {
-                    a == s
-                        && va == region
-                        && (va == owner_va || !rules.touches_skip(va, 4 << 20))
+                    a == s && va == region && (va == owner_va || !rules.touches_skip(va, 4 << 20))
                 })
                 .map_or(o.va, |&(_, va, owner_va)| owner_va + (o.va - va));
             let device = old.frame(o.pa).is_none();
-            let kept = !rules.skipped(o.va)
-                && !rules.skipped(judged_at)
-                && !(device && rules.drop_device);
+            let kept =
+                !rules.skipped(o.va) && !rules.skipped(judged_at) && !(device && rules.drop_device);
             let n = after.remove(&o.va);
             let n = match (kept, n) {
                 (true, Some(n)) => n,
