@@ -153,7 +153,7 @@ fn a_signal_at_any_moment_never_leaves_half_a_pair() {
         let o = ptwalk(&compact_args(small_img.to_str().unwrap(), out_s));
         assert!(o.status.success(), "{o:?}");
         let old = fs::read(dir.join("snap.json")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ptwalk"))
+        let child = Command::new(env!("CARGO_BIN_EXE_ptwalk"))
             .args(compact_args(img_s, out_s))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
