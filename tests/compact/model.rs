@@ -34,7 +34,7 @@ impl Mem<'_> {
 pub struct HwPage {
     pub va: u64,
     pub pa: u64,
-    /// Effective RW and US: both levels' bits ANDed.
+    /// Effective RW and US: the AND of both levels' bits.
     pub rw: bool,
     pub us: bool,
     /// The leaf entry's own RW bit and bit 9.
