@@ -461,8 +461,8 @@ pub fn verify<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
     verify_with_progress(mode, original, roots, compacted, new_roots, policy, |_| {})
 }
 
-/// [`verify`], calling `progress(frames)` every 16,384 frames compared
-/// (64 MiB), e.g. to drive a progress bar or release mapped pages.
+/// [`verify`], calling `progress(frames)` every 4,096 frames compared
+/// (16 MiB), e.g. to drive a progress bar or release mapped pages.
 pub fn verify_with_progress<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
     mode: P,
     original: &M,
@@ -631,7 +631,7 @@ fn check_frames<M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
                 });
             }
             frames += 1;
-            if frames % 16384 == 0 {
+            if frames % 4096 == 0 {
                 progress(frames);
             }
         }

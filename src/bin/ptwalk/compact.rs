@@ -3,25 +3,23 @@
 //! verify it.
 //!
 //! Memory stays bounded whatever the snapshot's size: the compactor reads
-//! only tables, the data is copied extent by extent from the mapped input
-//! straight to the file, and the mapped pages already copied (or compared)
-//! are released as the work goes.
+//! only tables (through the mapping), the data is copied extent by extent
+//! from the input file straight to the output through one 1 MiB buffer,
+//! and verification releases the mapped pages it has compared as it goes.
 
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ptwalk::compact::{Chunk, Compactor, Layout, Policy, Stats, copy_pages, verify_with_progress};
+use ptwalk::compact::{Chunk, Compactor, Layout, Policy, Stats, verify_with_progress};
 use ptwalk::{I686, Image, PhysAddr, PhysMem};
 use serde_json::json;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::pair::{Interrupt, Pair, with_ext};
-
-/// Bytes copied (or compared) between two releases of mapped pages.
-const RELEASE_EVERY: u64 = 64 << 20;
 
 /// Drops this process's resident copy of a mapped file range (the pages
 /// stay in the page cache and are read again if touched).
@@ -74,9 +72,11 @@ fn stats_json(s: &Stats) -> serde_json::Value {
 pub struct Job<'a, M: ?Sized> {
     /// The input memory (tables and page contents).
     pub mem: &'a M,
-    /// The input's mapped bytes, released as they are copied.
+    /// The input's mapped bytes, released as they are compared.
     pub mapped: &'a [u8],
+    /// The raw image file: byte `i` is physical address `base + i`.
     pub image: &'a Path,
+    pub base: u64,
     pub roots: &'a [PhysAddr],
     pub mode: I686,
     pub policy: Policy,
@@ -154,9 +154,12 @@ fn write_image<M: PhysMem + ?Sized>(
     progress: &mut Progress,
 ) -> Result<u64, Failure> {
     let io_err = |e: io::Error| fail(format!("cannot write the image: {e}"));
+    let input = File::open(job.image)
+        .map_err(|e| fail(format!("cannot open image {:?}: {e}", job.image)))?;
     let zeros = vec![0u8; 1 << 20];
+    let mut buf = vec![0u8; 1 << 20];
     let mut hash = Xxh3::new();
-    let (mut written, mut since_release) = (0u64, 0u64);
+    let mut written = 0u64;
     let total = layout.len();
     for chunk in layout.chunks() {
         match chunk {
@@ -170,26 +173,24 @@ fn write_image<M: PhysMem + ?Sized>(
                 }
             }
             Chunk::Copy { src, len } => {
-                let mut result = Ok(());
-                copy_pages(job.mem, src, len, |bytes| {
-                    if result.is_err() {
-                        return;
-                    }
-                    result = file.write_all(bytes);
-                    hash.update(bytes);
-                    written += bytes.len() as u64;
-                    since_release += bytes.len() as u64;
-                    if since_release >= RELEASE_EVERY {
-                        since_release = 0;
-                        release(job.mapped);
-                        if stop.signal().is_some() {
-                            result = Err(io::Error::other("interrupted"));
-                        }
-                    }
-                })
-                .map_err(|e| fail(e.to_string()))?;
-                interrupted(stop)?;
-                result.map_err(io_err)?;
+                // Read from the file, not through the mapping: no page
+                // faults, and nothing of the input stays resident.
+                let mut off = 0;
+                while off < len {
+                    let n = (len - off).min(buf.len() as u64) as usize;
+                    let at = src.0 + off - job.base;
+                    input.read_exact_at(&mut buf[..n], at).map_err(|e| {
+                        fail(format!(
+                            "cannot read {:?} at offset {at:#x}: {e}",
+                            job.image
+                        ))
+                    })?;
+                    file.write_all(&buf[..n]).map_err(io_err)?;
+                    hash.update(&buf[..n]);
+                    off += n as u64;
+                    written += n as u64;
+                    interrupted(stop)?;
+                }
             }
             Chunk::Bytes(b) => {
                 file.write_all(b).map_err(io_err)?;
@@ -203,7 +204,6 @@ fn write_image<M: PhysMem + ?Sized>(
             total,
         );
     }
-    release(job.mapped);
     Ok(hash.digest())
 }
 

@@ -320,6 +320,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                 mem: &mem,
                 mapped: mem.bytes(),
                 image: &img.image,
+                base: img.base,
                 roots: &roots,
                 mode: I686 { pse: !img.no_pse },
                 policy: ptwalk::compact::Policy {
