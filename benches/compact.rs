@@ -128,6 +128,8 @@ fn in_process() {
 /// Runs `cmd`, returning its wall time and peak RSS (KiB).
 fn measure(cmd: &mut Command) -> (Duration, i64) {
     let t = Instant::now();
+    // Reaped by wait4 below (which also reads its resource usage).
+    #[allow(clippy::zombie_processes)]
     let child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid out-parameter for wait4.
