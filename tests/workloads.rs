@@ -2,14 +2,14 @@
 //! reproduce `tools/gen_workloads.py` byte for byte (the script is part of
 //! the repository; python3 must be installed, or these tests fail), and
 //! `ptwalk walk` on each image reports exactly the expected leaf and alias
-//! counts with both consumers.
-#![cfg(feature = "cli")]
+//! counts with both consumers (with the `cli` feature, which builds it).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[cfg(feature = "cli")]
 use common::Workload;
 use ptwalk::{PhysAddr, SpaceId, Spaces, Translation, VirtAddr};
 
@@ -19,6 +19,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+#[cfg(feature = "cli")]
 fn counts(image: &Path, roots: &[u64], follow: bool) -> (u64, u64, u64, u64) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ptwalk"));
     cmd.arg("walk")
@@ -48,6 +49,7 @@ fn counts(image: &Path, roots: &[u64], follow: bool) -> (u64, u64, u64, u64) {
     (get("leaf"), get("alias"), get("invalid"), get("fault"))
 }
 
+#[cfg(feature = "cli")]
 fn check(w: Workload) {
     let dir = scratch(w.name);
     let img = dir.join(format!("{}.img", w.name));
@@ -67,16 +69,19 @@ fn check(w: Workload) {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn dense1_counts() {
     check(common::dense1());
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn kshared16_counts() {
     check(common::kshared16());
 }
 
+#[cfg(feature = "cli")]
 #[test]
 fn sparse1_counts() {
     check(common::sparse1());
