@@ -1,11 +1,12 @@
 //! Per-instruction benchmarks (iai-callgrind) of the standard workloads in
-//! BENCHMARKS.md. Each workload is built in a setup function, outside the
+//! docs/BENCHMARKS.md. Each workload is built in a setup function, outside the
 //! measurement; every bench consumes events with the same cheap, honest
 //! consumer (per leaf `va ^ pa`, per alias `va ^ owner_va`, summed) and
 //! returns the sum through `black_box`.
 //!
-//! Names encode the metric for the gate (`.ci/bench-gate`):
-//! `<consumer>_<workload>_<internal|external>`.
+//! iai-callgrind names each benchmark `<function>.<workload>` (e.g.
+//! `follow_external.kshared16`); the gate (`benches/gate.rs`) looks those
+//! names up in `benches/budgets.txt`.
 
 #![allow(missing_docs)] // the benchmark macros generate undocumented modules
 

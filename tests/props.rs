@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use common::{Consumer, emit_pt, model, page_table};
 use ptwalk::{
-    I686, Image, OwnerIndex, OwnerSlot, PhysAddr, Regions, Resolution, SpaceId, Spaces,
-    Translation, VirtAddr, Walk, WalkEvent, WalkExt, resolve_alias,
+    FLAG_BITS, I686, Image, Leaf, OwnerIndex, OwnerSlot, PagingMode, PhysAddr, Regions, Resolution,
+    Run, SpaceId, Spaces, Translation, VirtAddr, Walk, WalkEvent, WalkExt, resolve_alias,
 };
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
@@ -156,8 +156,9 @@ impl Arbitrary for Scenario {
     }
 }
 
+/// 400 cases per property, or `PTWALK_QC_TESTS` (see `common::qc`).
 fn qc() -> QuickCheck {
-    QuickCheck::new().tests(400).rng(Gen::new(64))
+    common::qc(400, 64)
 }
 
 fn slots() -> Vec<OwnerSlot> {
@@ -264,18 +265,70 @@ fn follow_matches_the_model() {
     qc().quickcheck(prop as fn(Scenario) -> bool);
 }
 
+/// Edits to a scenario's memory made after ownership was decided: (target,
+/// entry index, new value). Three in four targets are the scenario's roots
+/// (`ROOT + k` is root `k` modulo the number of roots), the rest table
+/// pages 1..=TABLES, and indices favour the hot slots, so owners' directory
+/// entries change often and aliases lose their target.
+#[derive(Clone, Debug)]
+struct Edits(Vec<(u8, u16, u32)>);
+
+impl Edits {
+    const ROOT: u8 = 128;
+
+    fn apply(&self, mem: &[u8], roots: &[PhysAddr]) -> Vec<u8> {
+        let mut edited = mem.to_vec();
+        for &(t, i, v) in &self.0 {
+            let table = if t >= Self::ROOT {
+                roots[usize::from(t - Self::ROOT) % roots.len()].0 as usize
+            } else {
+                usize::from(t) * 0x1000
+            };
+            let o = table + usize::from(i) * 4;
+            // Roots outside memory have nothing to edit.
+            if let Some(e) = edited.get_mut(o..o + 4) {
+                e.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        edited
+    }
+}
+
+impl Arbitrary for Edits {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let n = usize::arbitrary(g) % 40;
+        Edits(
+            (0..n)
+                .map(|_| {
+                    let (t, i) = if u8::arbitrary(g) % 4 != 0 {
+                        (Self::ROOT + u8::arbitrary(g) % 4, *g.choose(&HOT).unwrap())
+                    } else {
+                        ((u8::arbitrary(g) % TABLES as u8) + 1, entry_index(g))
+                    };
+                    let v = if bool::arbitrary(g) {
+                        0 // the entry is gone
+                    } else {
+                        entry_value(g)
+                    };
+                    (t, i, v)
+                })
+                .collect(),
+        )
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        Box::new(self.0.shrink().map(Edits))
+    }
+}
+
 /// Memory edited after ownership was decided: the follow consumer resolves
 /// in the edited memory and reports Invalid where the owner lost its entry.
 #[test]
 fn follow_in_other_memory_matches_the_model() {
-    fn prop(s: Scenario, edits: Vec<(u8, u16, u32)>) -> bool {
+    fn prop(s: Scenario, edits: Edits) -> bool {
         let mem = s.image();
-        let mut edited = mem.clone();
-        for (t, i, v) in edits {
-            let o = (usize::from(t) % TABLES as usize + 1) * 0x1000 + usize::from(i % 1024) * 4;
-            edited[o..o + 4].copy_from_slice(&v.to_le_bytes());
-        }
         let roots = s.roots();
+        let edited = edits.apply(&mem, &roots);
         let expect = model(
             &mem,
             &s.root_u64s(),
@@ -295,7 +348,7 @@ fn follow_in_other_memory_matches_the_model() {
         );
         got == expect
     }
-    qc().quickcheck(prop as fn(Scenario, Vec<(u8, u16, u32)>) -> bool);
+    qc().quickcheck(prop as fn(Scenario, Edits) -> bool);
 }
 
 /// The references stream plus resolution reproduces the follow stream,
@@ -396,9 +449,21 @@ fn with_space(e: WalkEvent, space: SpaceId) -> WalkEvent {
     }
 }
 
-/// Coalescing keeps exactly the set of mapped 4 KiB pages.
+/// Whether leaf `l` continues `run`, by the documented rule: same space,
+/// contiguous in VA and PA, equal flag bits and access.
+fn continues(run: &Run, l: &Leaf) -> bool {
+    l.space == run.space
+        && l.va.0 == run.va.0 + run.len
+        && l.pa.0 == run.pa.0 + run.len
+        && l.entry & FLAG_BITS == run.flags
+        && l.access == run.access
+}
+
+/// Coalescing keeps exactly the set of mapped 4 KiB pages, each run is
+/// made of consecutive leaves that belong together, and the runs are
+/// maximal: no run could have been merged into the one before it.
 #[test]
-fn coalesce_preserves_mapped_pages() {
+fn coalesce_is_exact_and_maximal() {
     fn pages(space: SpaceId, va: u64, pa: u64, len: u64, out: &mut BTreeSet<(u32, u64, u64)>) {
         for off in (0..len).step_by(0x1000) {
             out.insert((space.0, va + off, pa + off));
@@ -413,20 +478,92 @@ fn coalesce_preserves_mapped_pages() {
                 .with_mode(s.mode())
                 .range(s.address, s.len)
         };
+        let leaves: Vec<Leaf> = walk().leaves().collect();
+        let runs: Vec<Run> = walk().coalesce().collect();
+        let folded: Vec<Run> = walk().coalesce().fold(Vec::new(), |mut v, r| {
+            v.push(r);
+            v
+        });
+        // The same pages.
         let mut from_leaves = BTreeSet::new();
-        for l in walk().leaves() {
+        for l in &leaves {
             pages(l.space, l.va.0, l.pa.0, l.size(), &mut from_leaves);
         }
         let mut from_runs = BTreeSet::new();
-        let mut runs = 0;
-        for r in walk().coalesce() {
-            runs += 1;
+        for r in &runs {
             pages(r.space, r.va.0, r.pa.0, r.len, &mut from_runs);
         }
-        let folded = walk().coalesce().fold(0, |n, _| n + 1);
-        from_leaves == from_runs && runs == folded && runs <= walk().leaves().count()
+        // Each run is a stretch of consecutive leaves, each continuing it.
+        let mut rest = &leaves[..];
+        for r in &runs {
+            let Some((first, tail)) = rest.split_first() else {
+                return false;
+            };
+            let mut got = Run {
+                space: first.space,
+                va: first.va,
+                pa: first.pa,
+                len: first.size(),
+                flags: first.entry & FLAG_BITS,
+                access: first.access,
+            };
+            rest = tail;
+            while got.len < r.len {
+                match rest.split_first() {
+                    Some((l, tail)) if continues(&got, l) => {
+                        got.len += l.size();
+                        rest = tail;
+                    }
+                    _ => return false,
+                }
+            }
+            if got != *r {
+                return false;
+            }
+        }
+        // Maximal: the leaf after a run never continues it.
+        let maximal = runs.windows(2).all(|w| {
+            let next = Leaf {
+                space: w[1].space,
+                va: w[1].va,
+                pa: w[1].pa,
+                entry: w[1].flags,
+                level: ptwalk::Level(1),
+                size_log2: 12,
+                access: w[1].access,
+            };
+            !continues(&w[0], &next)
+        });
+        rest.is_empty() && maximal && from_leaves == from_runs && runs == folded
     }
     qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+/// The maximality check above can fail: two adjacent runs that could merge
+/// are caught (a guard against the check passing vacuously).
+#[test]
+fn coalesce_maximality_check_catches_a_split_run() {
+    let run = |va: u64, pa: u64| Run {
+        space: SpaceId(0),
+        va: VirtAddr(va),
+        pa: PhysAddr(pa),
+        len: 0x1000,
+        flags: 0x23,
+        access: ptwalk::Access::WRITABLE,
+    };
+    let a = run(0x1000, 0x8000);
+    let leaf = |r: Run| Leaf {
+        space: r.space,
+        va: r.va,
+        pa: r.pa,
+        entry: r.flags,
+        level: ptwalk::Level(1),
+        size_log2: 12,
+        access: r.access,
+    };
+    assert!(continues(&a, &leaf(run(0x2000, 0x9000))));
+    assert!(!continues(&a, &leaf(run(0x2000, 0xA000))));
+    assert!(!continues(&a, &leaf(run(0x3000, 0x9000))));
 }
 
 /// Single-address translation agrees with the follow walk.
@@ -505,12 +642,17 @@ fn regions_walk_like_one_image() {
 }
 
 /// The generator reaches every case the properties are about (so a
-/// property cannot pass by never meeting them).
+/// property cannot pass by never meeting them): leaves, large pages,
+/// faults, aliases at every level of the mode that holds table entries
+/// (i686: the directory, level 2), same-space aliases, and `Invalid`
+/// events when aliases are followed in edited memory.
 #[test]
 fn generator_covers_the_interesting_cases() {
     let mut g = Gen::new(64);
-    let (mut leaves, mut large, mut aliases, mut same_space, mut faults) = (0, 0, 0, 0, 0);
-    for _ in 0..400 {
+    let (mut leaves, mut large, mut same_space, mut faults, mut invalid) = (0, 0, 0, 0, 0);
+    // Aliases by the level of the table holding the aliasing entry.
+    let mut aliases = [0usize; ptwalk::MAX_LEVELS + 1];
+    for _ in 0..1000 {
         let s = Scenario::arbitrary(&mut g);
         let mem = s.image();
         let mut slots = slots();
@@ -521,18 +663,41 @@ fn generator_covers_the_interesting_cases() {
                     large += usize::from(l.size_log2 == 22);
                 }
                 WalkEvent::Aliasing(a) => {
-                    aliases += 1;
+                    aliases[usize::from(a.level.0)] += 1;
                     same_space += usize::from(a.space == a.owner);
                 }
                 WalkEvent::Fault(_) => faults += 1,
                 _ => {}
             }
         }
+        let roots = s.roots();
+        let edited = Edits::arbitrary(&mut g).apply(&mem, &roots);
+        invalid += Walk::new(&mem[..], &roots)
+            .unwrap()
+            .with_mode(s.mode())
+            .with_owners(OwnerIndex::new(&mut slots[..]))
+            .range(s.address, s.len)
+            .follow_aliases_in(&edited[..])
+            .filter(|e| matches!(e, WalkEvent::Invalid(_)))
+            .count();
     }
-    assert!(
-        leaves > 100 && large > 10 && aliases > 20 && same_space > 5 && faults > 20,
-        "leaves {leaves} large {large} aliases {aliases} same-space {same_space} faults {faults}"
+    let report = format!(
+        "leaves {leaves} large {large} aliases by level {aliases:?} same-space {same_space} \
+         faults {faults} invalid {invalid}"
     );
+    assert!(
+        leaves > 250 && large > 25 && same_space > 12 && faults > 50 && invalid > 20,
+        "{report}"
+    );
+    // Every level holding table entries sees aliases; no other level can.
+    for (level, &n) in aliases.iter().enumerate() {
+        let holds_tables = (2..=usize::from(<I686 as PagingMode>::LEVELS)).contains(&level);
+        if holds_tables {
+            assert!(n > 50, "level {level}: {report}");
+        } else {
+            assert_eq!(n, 0, "level {level}: {report}");
+        }
+    }
 }
 
 /// Taking some events with `next` and folding the rest gives the same

@@ -1,5 +1,5 @@
 //! Example tests: the upstream issue's acceptance points and the
-//! hand-built cases DESIGN.md spells out.
+//! hand-built cases docs/DESIGN.md spells out.
 
 mod common;
 

@@ -1,8 +1,11 @@
-//! Shared test support: an i686 image builder mirroring
-//! `shared/tools/gen_workloads.py`, the standard workloads, and the
-//! reference model: a small, recursive, allocating walker written for
-//! clarity straight from the Intel SDM's description of 32-bit paging and
-//! DESIGN.md's ownership rules. It shares no code with the crate's walker.
+//! Test support shared by the integration tests and the benchmarks: an
+//! i686 image builder, the standard workloads of docs/BENCHMARKS.md (the
+//! same images `tools/gen_workloads.py` writes, checked by
+//! tests/workloads.rs), the quickcheck configuration every property uses
+//! ([`qc`], with a long mode for soak runs), and the reference model: a
+//! small, recursive, allocating walker written for clarity straight from
+//! the Intel SDM's description of 32-bit paging and docs/DESIGN.md's
+//! ownership rules. It shares no code with the crate's walker.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -20,7 +23,8 @@ pub const PS: u32 = 0x80;
 pub const COW: u32 = 0x200;
 pub const PDE_FLAGS: u32 = P | RW | US | A;
 
-/// A physical image built page by page, like `gen_workloads.py`'s `Image`.
+/// A physical image built page by page: page 0 empty, tables handed out
+/// upward from 0x1000 in the order they are first needed.
 #[derive(Clone, Debug)]
 pub struct ImageBuilder {
     pub buf: Vec<u8>,
@@ -74,8 +78,8 @@ impl ImageBuilder {
     }
 }
 
-/// A leaf entry as `gen_workloads.py` writes it: every 8th user page is
-/// copy-on-write (read-only with bit 9).
+/// A leaf entry of the standard workloads: every 8th user page is
+/// copy-on-write (read-only with bit 9), the rest are writable.
 pub fn leaf(pa: u64, user: bool, n: u32) -> u32 {
     let mut f = P | A | if user { US } else { 0 };
     if user && n % 8 == 7 {
@@ -88,7 +92,7 @@ pub fn leaf(pa: u64, user: bool, n: u32) -> u32 {
 
 pub const FRAMES: u64 = 0x4000_0000;
 
-/// A standard workload and its expected counts (BENCHMARKS.md).
+/// A standard workload and its expected counts (docs/BENCHMARKS.md).
 pub struct Workload {
     pub name: &'static str,
     pub image: Vec<u8>,
@@ -138,7 +142,8 @@ pub fn kshared16() -> Workload {
     }
 }
 
-/// `gen_workloads.py`'s LCG.
+/// The workloads' pseudo-random sequence: a 64-bit LCG (Knuth's MMIX
+/// constants) yielding its high 31 bits.
 pub struct Lcg(u64);
 
 impl Lcg {
@@ -183,10 +188,50 @@ pub fn sparse1() -> Workload {
     }
 }
 
-/// The v2p probe: (space, VAs) from kshared16.json.
+/// The v2p probe: (space, VAs) translated in kshared16.
 pub fn v2p_vas() -> (usize, Vec<u64>) {
     let g = Lcg::new(7);
     (7, g.take(4096).map(|x| (x % (1 << 20)) << 12).collect())
+}
+
+/// How many of the v2p probes are mapped (docs/BENCHMARKS.md; the
+/// generator script derives the same figure from its own mappings).
+pub const V2P_MAPPED: usize = 1057;
+
+// ---------------------------------------------------------------------------
+// Property-test configuration.
+
+/// The environment variable that sets how many cases every property runs
+/// (a soak run: `PTWALK_QC_TESTS=100000 cargo test --release --test props`).
+pub const QC_TESTS_VAR: &str = "PTWALK_QC_TESTS";
+
+/// The number of cases a property runs: `default`, or the value of
+/// [`QC_TESTS_VAR`] when it is set.
+///
+/// # Panics
+///
+/// If the variable is set to anything but a positive integer (a typo must
+/// not quietly fall back to the short run).
+pub fn qc_tests(default: u64) -> u64 {
+    match std::env::var(QC_TESTS_VAR) {
+        Err(std::env::VarError::NotPresent) => default,
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("{QC_TESTS_VAR}={v:?}: expected a positive number of cases"),
+        },
+        Err(e) => panic!("{QC_TESTS_VAR}: {e}"),
+    }
+}
+
+/// The quickcheck runner for a property: `default_tests` cases (or the
+/// long-mode count, see [`qc_tests`]) generated at size `size`. Every
+/// property in tests/ goes through this.
+pub fn qc(default_tests: u64, size: usize) -> quickcheck::QuickCheck {
+    let tests = qc_tests(default_tests);
+    quickcheck::QuickCheck::new()
+        .tests(tests)
+        .max_tests(tests.saturating_mul(10))
+        .rng(quickcheck::Gen::new(size))
 }
 
 // ---------------------------------------------------------------------------
