@@ -21,6 +21,7 @@ import argparse
 import datetime
 import glob
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -62,6 +63,7 @@ GUESTS = {
         mem_mb=256,
         append="pti=on no5lvl",
         mode="x86_64",
+        texts="first",
     ),
     "x86_64-la57": dict(
         arch="amd64",
@@ -71,6 +73,11 @@ GUESTS = {
         mem_mb=256,
         append="pti=off",
         mode="x86_64",
+        # QEMU's mem_info_la57 tests PDPT and PD entries for presence the
+        # wrong way round (it descends the absent ones), so `info mem` runs
+        # for hours and prints nonsense: not taken.
+        info_mem=False,
+        texts="first",
     ),
 }
 
@@ -408,8 +415,10 @@ def boot_and_dump(name, g, out, cache, settle):
         for n in range(ncpu):
             regs = qmp.hmp("info registers", cpu=n)
             tlb = qmp.hmp("info tlb", cpu=n)
-            memt = qmp.hmp("info mem", cpu=n)
-            for kind, t in (("registers", regs), ("tlb", tlb), ("mem", memt)):
+            kinds = [("registers", regs), ("tlb", tlb)]
+            if g.get("info_mem", True):
+                kinds.append(("mem", qmp.hmp("info mem", cpu=n)))
+            for kind, t in kinds:
                 with open(os.path.join(gdir, "cpu%d.%s.txt" % (n, kind)), "w") as f:
                     f.write(t)
             vcpus.append(dict(index=n, **regs_of(regs)))
@@ -458,6 +467,8 @@ def extract(name, g, info, fixtures):
         mem = Mem(f.read())
     mode = g["mode"]
     roots = []  # (root, from)
+    with open(os.path.join(gdir, "serial.log"), errors="replace") as f:
+        pti = "page tables isolation: enabled" in f.read()
     for v in info["vcpus"]:
         cr3 = v["cr3"]
         if mode == "i686":
@@ -465,11 +476,12 @@ def extract(name, g, info, fixtures):
         elif mode == "pae":
             r = [cr3 & 0xFFFFFFE0]
         else:
-            base = cr3 & ((1 << 52) - 1) & ~0x1FFF
-            # PTI: a kernel PGD and the user PGD in the next 4 KiB page.
             r = [cr3 & ((1 << 52) - 1) & ~0xFFF]
-            if "pti" in name:
-                r = [base, base | 0x1000]
+        if pti and r[0] & 0xFFF == 0:
+            # PTI: an 8 KiB PGD, the kernel's half first, the user's in the
+            # next 4 KiB page; a vCPU's CR3 is one of them, list both.
+            base = r[0] & ~0x1FFF
+            r = [base, base | 0x1000]
         for x in r:
             if x not in [y for y, _ in roots]:
                 roots.append((x, v["index"]))
@@ -493,15 +505,30 @@ def extract(name, g, info, fixtures):
     with gzip.GzipFile(os.path.join(fdir, "tables.bin.gz"), "wb", mtime=0) as f:
         for pa in sorted(tables):
             f.write(struct.pack("<Q", pa) + mem.page(pa))
-    n = len(info["vcpus"])
-    for i in range(n):
+    # QEMU's texts: every vCPU's, or (x86-64, where the ESPFIX area alone
+    # is 65536 lines per vCPU) vCPU 0's; sha256 and line count of all.
+    texts = {}
+    for old in glob.glob(os.path.join(fdir, "cpu*.txt.gz")):
+        os.unlink(old)
+    for v in info["vcpus"]:
+        i = v["index"]
         for kind in ("tlb", "mem", "registers"):
             src = os.path.join(gdir, "cpu%d.%s.txt" % (i, kind))
-            with open(src, "rb") as s, gzip.GzipFile(os.path.join(fdir, "cpu%d.%s.txt.gz" % (i, kind)), "wb", mtime=0) as d:
-                d.write(s.read())
+            if not os.path.exists(src):
+                continue
+            with open(src, "rb") as s:
+                data = s.read()
+            if kind != "registers":
+                texts["cpu%d.%s" % (i, kind)] = dict(
+                    sha256=hashlib.sha256(data).hexdigest(), lines=data.count(b"\n"),
+                    committed=g.get("texts", "all") == "all" or i == 0)
+            if g.get("texts", "all") == "all" or i == 0 or kind == "registers":
+                with gzip.GzipFile(os.path.join(fdir, "cpu%d.%s.txt.gz" % (i, kind)), "wb", mtime=0) as d:
+                    d.write(data)
     meta = dict(
         name=name,
         mode=mode,
+        pti=pti,
         kernel_package=info["kernel_package"],
         kernel_version=info["kernel_version"],
         uname=info.get("uname"),
@@ -518,6 +545,7 @@ def extract(name, g, info, fixtures):
         table_pages=len(tables),
         tables_format="gzip of records: u64 little-endian physical address, then the 4096 bytes of that page",
         faults=[[str(a), "0x%x" % b] for a, b in faults],
+        qemu_texts=texts,
         frames_under_large_and_4k_pages=both,
         frames_under_large_pages=len(big),
         frames_under_4k_pages=len(small),
@@ -543,7 +571,6 @@ def main():
     cache = os.path.join(out, "debs")
     if not a.extract_only:
         install_tools()
-    summary = []
     for name in a.guests:
         g = GUESTS[name]
         if a.extract_only:
@@ -551,16 +578,27 @@ def main():
                 info = json.load(f)
         else:
             info = boot_and_dump(name, g, out, cache, a.settle)
-        meta, total = extract(name, g, info, a.fixtures)
-        summary.append((name, info, meta, total))
+        extract(name, g, info, a.fixtures)
+    write_out_readme(out, a.fixtures)
+
+
+def write_out_readme(out, fixtures):
+    """guests-out/README.md: where every guest's full dumps are."""
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write("# guests-out\n\nFull dumps written by scripts/guests/make_guests.py (not in git).\n\n")
-        for name, info, meta, total in summary:
-            f.write("## %s\n\n- kernel %s, QEMU %s, %s\n- raw (byte i = PA i, %d bytes): %s\n- ELF (dump-guest-memory): %s\n"
-                    "- boot to marker %.0f s, dump %.0f s\n- fixture: %d table pages, %d bytes\n\n"
+        for info_path in sorted(glob.glob(os.path.join(out, "*", "info.json"))):
+            with open(info_path) as i:
+                info = json.load(i)
+            name = info["name"]
+            mpath = os.path.join(fixtures, name, "meta.json")
+            pages = json.load(open(mpath))["table_pages"] if os.path.exists(mpath) else "?"
+            total = sum(os.path.getsize(p) for p in glob.glob(os.path.join(fixtures, name, "*")))
+            f.write("## %s\n\n- kernel %s, QEMU %s, %s\n- raw (byte i = PA i, %d bytes): %s\n"
+                    "- ELF (dump-guest-memory, paging=false): %s\n- monitor text: %s/cpuN.{registers,tlb,mem}.txt\n"
+                    "- boot to marker %.0f s, dump %.0f s\n- fixture: %s table pages, %d bytes\n\n"
                     % (name, info["kernel_version"], info["qemu_version"], info["date"], info["memory_bytes"],
-                       info["raw"], info["elf"], info["boot_seconds"], info["dump_seconds"], meta["table_pages"], total))
-
+                       info["raw"], info["elf"], os.path.dirname(info["raw"]), info["boot_seconds"],
+                       info["dump_seconds"], pages, total))
 
 if __name__ == "__main__":
     sys.exit(main())
