@@ -106,9 +106,12 @@ def install_tools():
     run(["apt-get", "install", "-y", "-q", "qemu-system-x86"], env=env)
 
 
+def native_arch():
+    return subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
+
+
 def ensure_arch(arch):
-    native = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
-    if arch == native:
+    if arch == native_arch():
         return
     foreign = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True).stdout.split()
     if arch not in foreign:
@@ -129,12 +132,13 @@ def resolve_pkg(pkg):
 def download(pkg, dest):
     """apt-get download `pkg` into dest (cached), unpack it, return the unpack dir."""
     os.makedirs(dest, exist_ok=True)
-    name = pkg.split(":")[0]
-    debs = glob.glob(os.path.join(dest, name + "_*.deb"))
+    name, _, arch = pkg.partition(":")
+    pattern = os.path.join(dest, "%s_*_%s.deb" % (name, arch or native_arch()))
+    debs = glob.glob(pattern)
     if not debs:
         # _apt cannot write to root-owned dirs: apt warns and downloads as root.
         run(["apt-get", "download", "-q", pkg], cwd=dest)
-        debs = glob.glob(os.path.join(dest, name + "_*.deb"))
+        debs = glob.glob(pattern)
     deb = sorted(debs)[-1]
     unpack = deb[:-4] + ".d"
     if not os.path.isdir(unpack):
@@ -267,6 +271,16 @@ def regs_of(text):
     return r
 
 
+class PageMem:
+    """Only the extracted pages: what the fixture holds."""
+
+    def __init__(self, pages):
+        self.pages = pages
+
+    def page(self, pa):
+        return self.pages.get(pa)
+
+
 class Mem:
     def __init__(self, raw):
         self.raw = raw
@@ -294,7 +308,7 @@ def walk(mode, mem, root, cr4, tables, leaves, faults, maxphy=52):
             va = i << 22
             if pse and e & PS:
                 pa = (e & 0xFFC00000) | (((e >> 13) & 0xFF) << 32)
-                leaves.append((va, pa, 22, e))
+                leaves.append((va, pa, 22, e, e & 7))
                 continue
             pt = e & 0xFFFFF000
             ptp = mem.page(pt)
@@ -304,7 +318,7 @@ def walk(mode, mem, root, cr4, tables, leaves, faults, maxphy=52):
             tables.add(pt)
             for j, p in enumerate(struct.unpack("<1024I", ptp)):
                 if p & 1:
-                    leaves.append((va | j << 12, p & 0xFFFFF000, 12, p))
+                    leaves.append((va | j << 12, p & 0xFFFFF000, 12, p, p & e & 7))
         return
     amask = ((1 << maxphy) - 1) & ~0xFFF
     if mode == "pae":
@@ -331,34 +345,76 @@ def walk(mode, mem, root, cr4, tables, leaves, faults, maxphy=52):
         top = [(i << sh, e) for i, e in enumerate(struct.unpack("<512Q", page))]
         start_level = 1
 
-    def canon(va):
-        bits = 57 if mode != "pae" and cr4 & (1 << 12) else 48
-        if mode != "pae" and va & (1 << (bits - 1)):
-            va |= ~((1 << bits) - 1) & 0xFFFFFFFFFFFFFFFF
-        return va
-
-    def descend(entries, li):
+    def descend(entries, li, prot):
         shift, ps_ok = levels[li - 1]
         for va, e in entries:
+            # PAE's PDPTEs carry no U/W: the path's protection starts below.
+            p = prot & e if not (mode == "pae" and li == 1) else prot
             if not e & 1:
                 continue
             if ps_ok and e & PS:
                 pa = e & amask & ~((1 << shift) - 1)
-                leaves.append((canon(va), pa, shift, e))
+                leaves.append((va, pa, shift, e, p & 7))
                 continue
             if ps_ok is None:
-                leaves.append((canon(va), e & amask, 12, e))
+                leaves.append((va, e & amask, 12, e, p & 7))
                 continue
             t = e & amask
             tp = mem.page(t)
             if tp is None:
-                faults.append((canon(va), t))
+                faults.append((va, t))
                 continue
             tables.add(t)
             nsh = levels[li][0]
-            descend([(va | i << nsh, x) for i, x in enumerate(struct.unpack("<512Q", tp))], li + 1)
+            descend([(va | i << nsh, x) for i, x in enumerate(struct.unpack("<512Q", tp))], li + 1, p)
 
-    descend(top, start_level)
+    descend(top, start_level, 7)
+
+
+def canonical(mode, cr4, va):
+    """QEMU's addr_canonical: sign-extends in 64-bit modes only."""
+    if mode != "x86_64":
+        return va
+    bits = 57 if cr4 & (1 << 12) else 48
+    if va & (1 << (bits - 1)):
+        va |= ~((1 << bits) - 1) & 0xFFFFFFFFFFFFFFFF
+    return va
+
+
+def render_tlb(mode, cr4, leaves):
+    """QEMU's `info tlb` text, recomputed from our own walk (checks the
+    extract; the Rust test renders it from ptwalk's walk)."""
+    out = []
+    for va, pa, shift, e, _ in leaves:
+        if shift == 12:
+            e &= ~PS  # a PTE's bit 7 is PAT: QEMU clears it
+        if mode == "i686":
+            col = e & (0xFFE00000 if shift > 12 else 0xFFFFF000)
+        elif mode == "pae":  # QEMU keeps bits 52..63 (NX) in the column
+            col = e & ~((1 << 20) - 1 if shift > 12 else 0xFFF) & 0xFFFFFFFFFFFFFFFF
+        else:
+            col = e & {30: 0x3FFFFC0000000, 21: 0x3FFFFFFE00000, 12: 0x3FFFFFFFFF000}[shift]
+        flags = "".join(c if e & (1 << b) else "-" for b, c in
+                        ((63, "X"), (8, "G"), (7, "P"), (6, "D"), (5, "A"), (4, "C"), (3, "T"), (2, "U"), (1, "W")))
+        out.append("%016x: %016x %s" % (canonical(mode, cr4, va), col, flags))
+    return "".join(l + "\n" for l in out)
+
+
+def render_mem(mode, cr4, leaves):
+    """QEMU's `info mem`: equal-protection ranges (U/W ANDed along the path)."""
+    out, cur = [], None
+    c = lambda v: canonical(mode, cr4, v)
+    for va, _, shift, _, prot in leaves:
+        if cur and cur[1] == va and cur[2] == prot:
+            cur[1] += 1 << shift
+            continue
+        if cur:
+            out.append(cur)
+        cur = [va, va + (1 << shift), prot]
+    if cur:
+        out.append(cur)
+    return "".join("%016x-%016x %016x %sr%s\n" % (c(a), c(b), c(b - a), "u" if p & 4 else "-", "w" if p & 2 else "-")
+                   for a, b, p in out)
 
 
 # --------------------------------------------------------------------------
@@ -379,7 +435,7 @@ def boot_and_dump(name, g, out, cache, settle):
 
     serial = os.path.join(gdir, "serial.log")
     qmp_path = os.path.join(gdir, "qmp.sock")
-    for p in (serial, qmp_path):
+    for p in [serial, qmp_path] + glob.glob(os.path.join(gdir, "cpu*.txt")):
         if os.path.exists(p):
             os.unlink(p)
     append = "console=ttyS0 panic=-1 " + g["append"]
@@ -469,6 +525,7 @@ def extract(name, g, info, fixtures):
     roots = []  # (root, from)
     with open(os.path.join(gdir, "serial.log"), errors="replace") as f:
         pti = "page tables isolation: enabled" in f.read()
+    own = {}  # vCPU -> its CR3's root
     for v in info["vcpus"]:
         cr3 = v["cr3"]
         if mode == "i686":
@@ -477,6 +534,7 @@ def extract(name, g, info, fixtures):
             r = [cr3 & 0xFFFFFFE0]
         else:
             r = [cr3 & ((1 << 52) - 1) & ~0xFFF]
+        own[v["index"]] = r[0]
         if pti and r[0] & 0xFFF == 0:
             # PTI: an 8 KiB PGD, the kernel's half first, the user's in the
             # next 4 KiB page; a vCPU's CR3 is one of them, list both.
@@ -493,13 +551,29 @@ def extract(name, g, info, fixtures):
         t, leaves = set(), []
         walk(mode, mem, root, cr4, t, leaves, faults)
         tables |= t
-        for va, pa, sl, e in leaves:
+        for va, pa, sl, e, _ in leaves:
             if sl == 12:
                 small.add(pa >> 12)
             else:
                 big.update(range(pa >> 12, (pa + (1 << sl)) >> 12))
         per_root.append(dict(root="0x%x" % root, tables=len(t), leaves=len(leaves)))
     both = len(big & small)
+    # The extract alone must reproduce QEMU's text for every vCPU.
+    ext = PageMem({pa: mem.page(pa) for pa in tables})
+    mismatches = []
+    for v in info["vcpus"]:
+        leaves, f2 = [], []
+        walk(mode, ext, own[v["index"]], v["cr4"], set(), leaves, f2)
+        for kind, render in (("tlb", render_tlb), ("mem", render_mem)):
+            path = os.path.join(gdir, "cpu%d.%s.txt" % (v["index"], kind))
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                qemu_text = f.read()
+            if render(mode, v["cr4"], leaves) != qemu_text or f2:
+                mismatches.append("cpu%d.%s" % (v["index"], kind))
+    log("%s: the extract %s QEMU's text%s" % (name, "reproduces" if not mismatches else "DOES NOT reproduce",
+                                              "" if not mismatches else ": " + ", ".join(mismatches)))
     fdir = os.path.join(fixtures, name)
     os.makedirs(fdir, exist_ok=True)
     with gzip.GzipFile(os.path.join(fdir, "tables.bin.gz"), "wb", mtime=0) as f:
@@ -546,6 +620,8 @@ def extract(name, g, info, fixtures):
         tables_format="gzip of records: u64 little-endian physical address, then the 4096 bytes of that page",
         faults=[[str(a), "0x%x" % b] for a, b in faults],
         qemu_texts=texts,
+        extract_reproduces_qemu_text=not mismatches,
+        mismatches=mismatches,
         frames_under_large_and_4k_pages=both,
         frames_under_large_pages=len(big),
         frames_under_4k_pages=len(small),
