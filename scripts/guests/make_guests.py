@@ -499,7 +499,8 @@ def boot_and_dump(name, g, out, cache, settle):
         name=name,
         kernel_package=kpkg,
         kernel_version=kver,
-        qemu_version="%d.%d.%d%s" % (qv["major"], qv["minor"], qv["micro"], version.get("package", "")),
+        qemu_version=("%d.%d.%d (%s)" % (qv["major"], qv["minor"], qv["micro"], version["package"].strip())
+                      if version.get("package", "").strip() else "%d.%d.%d" % (qv["major"], qv["minor"], qv["micro"])),
         qemu_command=cmd,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         memory_bytes=size,
@@ -637,7 +638,7 @@ def extract(name, g, info, fixtures):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("guests", nargs="*", default=["i686", "pae", "x86_64-pti"], help="of: " + ", ".join(GUESTS))
+    ap.add_argument("guests", nargs="*", default=list(GUESTS), help="default all: " + ", ".join(GUESTS))
     ap.add_argument("--out", default=os.path.join(REPO, "guests-out"), help="dumps (outside git)")
     ap.add_argument("--fixtures", default=os.path.join(REPO, "tests", "fixtures", "guests"))
     ap.add_argument("--settle", type=int, default=10, help="seconds to wait after the marker")
@@ -671,7 +672,7 @@ def write_out_readme(out, fixtures):
             total = sum(os.path.getsize(p) for p in glob.glob(os.path.join(fixtures, name, "*")))
             f.write("## %s\n\n- kernel %s, QEMU %s, %s\n- raw (byte i = PA i, %d bytes): %s\n"
                     "- ELF (dump-guest-memory, paging=false): %s\n- monitor text: %s/cpuN.{registers,tlb,mem}.txt\n"
-                    "- boot to marker %.0f s, dump %.0f s\n- fixture: %s table pages, %d bytes\n\n"
+                    "- boot to marker %.1f s, stop and dump %.1f s\n- fixture: %s table pages, %d bytes\n\n"
                     % (name, info["kernel_version"], info["qemu_version"], info["date"], info["memory_bytes"],
                        info["raw"], info["elf"], os.path.dirname(info["raw"]), info["boot_seconds"],
                        info["dump_seconds"], pages, total))
