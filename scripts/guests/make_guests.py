@@ -121,12 +121,15 @@ def ensure_arch(arch):
 
 def resolve_pkg(pkg):
     """A metapackage (linux-image-686) -> the versioned image it depends on."""
-    out = subprocess.run(["apt-cache", "depends", pkg], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        m = re.match(r"\s*Depends:\s*(linux-image-[0-9]\S*)", line)
-        if m:
-            return m.group(1)
-    return pkg
+    for attempt in range(2):
+        out = subprocess.run(["apt-cache", "depends", pkg], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            m = re.match(r"\s*Depends:\s*(linux-image-[0-9]\S*)", line)
+            if m:
+                return m.group(1)
+        if attempt == 0:
+            run(["apt-get", "update", "-q"])  # stale or missing package lists
+    raise SystemExit("no kernel image found behind %s in the archive" % pkg)
 
 
 def download(pkg, dest):
@@ -137,7 +140,11 @@ def download(pkg, dest):
     debs = glob.glob(pattern)
     if not debs:
         # _apt cannot write to root-owned dirs: apt warns and downloads as root.
-        run(["apt-get", "download", "-q", pkg], cwd=dest)
+        try:
+            run(["apt-get", "download", "-q", pkg], cwd=dest)
+        except subprocess.CalledProcessError:
+            run(["apt-get", "update", "-q"])  # stale or missing package lists
+            run(["apt-get", "download", "-q", pkg], cwd=dest)
         debs = glob.glob(pattern)
     deb = sorted(debs)[-1]
     unpack = deb[:-4] + ".d"
