@@ -3,7 +3,7 @@
 
 use crate::adapt::{Leaves, WalkExt};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
-use crate::error::WalkError;
+use crate::error::{FaultReason, WalkError};
 use crate::event::{Fault, Leaf};
 use crate::mem::PhysMem;
 use crate::mode::{Access, Entry, I686, PagingMode};
@@ -98,7 +98,7 @@ impl<'a, M: PhysMem + ?Sized> Spaces<'a, M, I686> {
     ///
     /// As [`Walk::new`].
     pub fn new(mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, WalkError> {
-        Roots::Many(roots).check()?;
+        Roots::Many(roots).check::<I686>()?;
         Ok(Spaces {
             mode: I686::default(),
             mem,
@@ -157,7 +157,7 @@ pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
     if P::VA_BITS < 64 && va.0 >> P::VA_BITS != 0 {
         return Translation::Unmapped;
     }
-    let mut table = root;
+    let mut table = P::root_table(root);
     let mut level = Level(P::LEVELS);
     let mut access = Access::ALL;
     loop {
@@ -198,6 +198,16 @@ pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
             Entry::Table(next) => {
                 table = next;
                 level = Level(level.0 - 1);
+            }
+            Entry::Reserved(pa) => {
+                let region = P::shift(level);
+                return Translation::Fault(Fault {
+                    space,
+                    va: VirtAddr(va.0 & !((1 << region) - 1)),
+                    level,
+                    pa,
+                    reason: FaultReason::Reserved,
+                });
             }
         }
     }

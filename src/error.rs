@@ -62,6 +62,9 @@ pub enum FaultReason {
     /// The owner index is full: the table could not be recorded, so it is
     /// not descended (an alias is never silently missed).
     IndexFull,
+    /// The entry has reserved bits set: the hardware raises a page fault,
+    /// so it translates nothing.
+    Reserved,
 }
 
 impl FaultReason {
@@ -72,6 +75,7 @@ impl FaultReason {
             FaultReason::OutOfBounds => "out-of-bounds",
             FaultReason::Split => "split",
             FaultReason::IndexFull => "index-full",
+            FaultReason::Reserved => "reserved",
         }
     }
 }

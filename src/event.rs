@@ -147,9 +147,11 @@ pub struct Fault {
     pub space: SpaceId,
     /// First VA of the region mapped through the table.
     pub va: VirtAddr,
-    /// Level of the table that could not be read.
+    /// Level of the table that could not be read (for
+    /// [`FaultReason::Reserved`]: of the table holding the entry).
     pub level: Level,
-    /// Physical address of that table.
+    /// Physical address of that table (for [`FaultReason::Reserved`]: the
+    /// address the entry names).
     pub pa: PhysAddr,
     /// Why.
     pub reason: FaultReason,

@@ -67,7 +67,7 @@ pub fn resolve<P: PagingMode, M: PhysMem + ?Sized>(
     match entry_at(mode, mem, root, va, level) {
         Lookup::Entry(raw) => match mode.decode(raw, level) {
             Entry::Table(t) => Resolution::Table(t),
-            Entry::Absent | Entry::Page(_) => Resolution::Invalid,
+            Entry::Absent | Entry::Page(_) | Entry::Reserved(_) => Resolution::Invalid,
         },
         Lookup::Absent => Resolution::Invalid,
         Lookup::Fault { level, pa, reason } => Resolution::Fault { level, pa, reason },
@@ -102,7 +102,7 @@ pub(crate) fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
     if level.0 < 2 || level.0 > P::LEVELS {
         return Lookup::Absent;
     }
-    let mut table = root;
+    let mut table = P::root_table(root);
     let mut l = P::root_level();
     loop {
         let bytes = match mem.lend(table, P::table_bytes(l)) {
@@ -121,7 +121,7 @@ pub(crate) fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
         }
         match mode.decode(raw, l) {
             Entry::Table(next) => table = next,
-            Entry::Absent | Entry::Page(_) => return Lookup::Absent,
+            Entry::Absent | Entry::Page(_) | Entry::Reserved(_) => return Lookup::Absent,
         }
         l = Level(l.0 - 1);
     }

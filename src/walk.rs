@@ -103,8 +103,9 @@ impl Roots<'_> {
         }
     }
 
-    /// Checks the roots can be numbered and none repeats.
-    pub(crate) fn check(&self) -> Result<(), WalkError> {
+    /// Checks the roots can be numbered and no root table repeats (roots
+    /// compared as the tables they name in mode `P`: CR3 flag bits aside).
+    pub(crate) fn check<P: PagingMode>(&self) -> Result<(), WalkError> {
         let Roots::Many(roots) = *self else {
             return Ok(());
         };
@@ -112,7 +113,11 @@ impl Roots<'_> {
             return Err(WalkError::TooManyRoots(roots.len()));
         }
         for (second, r) in roots.iter().enumerate() {
-            if let Some(first) = roots[..second].iter().position(|x| x == r) {
+            let table = P::root_table(*r);
+            if let Some(first) = roots[..second]
+                .iter()
+                .position(|&x| P::root_table(x) == table)
+            {
                 return Err(WalkError::DuplicateRoot {
                     root: *r,
                     first,
@@ -276,7 +281,7 @@ impl<'a, M: PhysMem + ?Sized> Walk<'a, I686, M, NoOwners, Follow<'a, M>> {
     /// thousand roots); [`WalkError::TooManyRoots`] past `u32::MAX` roots.
     pub fn new(mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, WalkError> {
         let roots = Roots::Many(roots);
-        roots.check()?;
+        roots.check::<I686>()?;
         Ok(Self::from_roots(mem, roots))
     }
 
@@ -479,6 +484,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         self.next_space = s + 1;
         self.space = s;
         let level = P::root_level();
+        let root = P::root_table(root);
         match self.mem.lend(root, P::table_bytes(level)) {
             Ok(t) => {
                 self.push(t, level, 0, Access::ALL, false);
@@ -572,7 +578,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let Some(owner_root) = self.roots.get(owner.index()) else {
             return Step::Continue; // an index never names a space we lack
         };
-        match resolve(self.mode, r, owner_root, owner_va, level) {
+        match resolve(self.mode, r, P::root_table(owner_root), owner_va, level) {
             Resolution::Table(resolved) => {
                 let child = Level(level.0 - 1);
                 match r.lend(resolved, P::table_bytes(child)) {
@@ -636,6 +642,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                 let followed = top.followed;
                 self.descend(raw, level, va, table, access, followed)
             }
+            Entry::Reserved(pa) => Step::Event(self.fault(va, level, pa, FaultReason::Reserved)),
         }
     }
 

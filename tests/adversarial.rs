@@ -614,8 +614,6 @@ fn pse36_bits_with_pse_off_are_page_table_address_bits() {
 /// region translates nothing. QEMU does the same (`rsvd_mask = 0x200000`).
 /// With PSE off the bit is a page-table address bit like any other.
 #[test]
-#[ignore = "bug: a 4 MiB PDE with reserved bit 21 set is reported as a 4 MiB leaf \
-            (I686::decode masks the bit off instead of treating the entry as not mapping)"]
 fn a_4mib_pde_with_reserved_bit_21_maps_nothing() {
     let mut img = ImageBuilder::new();
     let (a, b) = (img.alloc(), img.alloc());
@@ -625,13 +623,18 @@ fn a_4mib_pde_with_reserved_bit_21_maps_nothing() {
     img.put(a, 2, good);
     let roots = roots(&[a, b]);
     let c = case(&img.buf[..], &roots);
-    let expect = [page4m(0, 0x80_0000, 0x80_0000, good, WRITABLE)];
+    // The reserved entry is reported (as the CPU's page fault would be),
+    // and maps nothing.
+    let expect = [
+        fault(0, 0x40_0000, 2, 0x40_0000, FaultReason::Reserved),
+        page4m(0, 0x80_0000, 0x80_0000, good, WRITABLE),
+    ];
     assert_eq!(c.refs(), expect);
     assert_eq!(c.follow_as_hardware(), expect);
-    assert_eq!(
+    assert!(matches!(
         translate(&img.buf[..], &roots, 0, 0x40_0123),
-        Translation::Unmapped
-    );
+        Translation::Fault(f) if f.reason == FaultReason::Reserved && f.va.0 == 0x40_0000
+    ));
 }
 
 /// CR3 in 32-bit paging holds the directory's address in bits 31:12 and
@@ -639,8 +642,6 @@ fn a_4mib_pde_with_reserved_bit_21_maps_nothing() {
 /// docs/DESIGN.md promises a root may be given as CR3 holds it. A root
 /// with those flags set walks the directory at bits 31:12.
 #[test]
-#[ignore = "bug: a root with CR3's PWT/PCD bits set is read as a misaligned directory \
-            (Walk never masks the root to its table address)"]
 fn a_root_given_as_cr3_with_pwt_and_pcd_walks_its_directory() {
     let mut img = ImageBuilder::new();
     let (a, t) = (img.alloc(), img.alloc());
@@ -650,6 +651,17 @@ fn a_root_given_as_cr3_with_pwt_and_pcd_walks_its_directory() {
     let expect = [leaf4k(0, 0, 0x10_0000, 0x0010_0003, WRITABLE)];
     assert_eq!(case(&img.buf[..], &cr3).refs(), expect);
     assert_eq!(case(&img.buf[..], &cr3).follow_as_hardware(), expect);
+    // The same directory given twice (with and without the flags) is a
+    // duplicate root.
+    let twice = roots(&[a, a | 0x18]);
+    assert!(matches!(
+        Walk::new(&img.buf[..], &twice),
+        Err(ptwalk::WalkError::DuplicateRoot {
+            first: 0,
+            second: 1,
+            ..
+        })
+    ));
 }
 
 // ---------------------------------------------------------------------------

@@ -9,8 +9,9 @@ use std::collections::BTreeSet;
 
 use common::{Consumer, emit_pt, model, page_table};
 use ptwalk::{
-    FLAG_BITS, I686, Image, Leaf, OwnerIndex, OwnerSlot, PagingMode, PhysAddr, Regions, Resolution,
-    Run, SpaceId, Spaces, Translation, VirtAddr, Walk, WalkEvent, WalkExt, resolve_alias,
+    FLAG_BITS, FaultReason, I686, Image, Leaf, OwnerIndex, OwnerSlot, PagingMode, PhysAddr,
+    Regions, Resolution, Run, SpaceId, Spaces, Translation, VirtAddr, Walk, WalkEvent, WalkExt,
+    resolve_alias,
 };
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
@@ -590,7 +591,13 @@ fn translate_agrees_with_follow() {
                     && match e {
                         WalkEvent::Leaf(l) => l.translate(VirtAddr(va)).is_some(),
                         WalkEvent::Fault(f) => {
-                            let size = 1u64 << (12 + 10 * u32::from(f.level.0));
+                            // A table fault names the unreadable table's
+                            // level; a reserved entry, the level holding it.
+                            let table_level = match f.reason {
+                                FaultReason::Reserved => f.level.0 - 1,
+                                _ => f.level.0,
+                            };
+                            let size = 1u64 << (12 + 10 * u32::from(table_level));
                             va >= f.va.0 && va - f.va.0 < size
                         }
                         _ => false,

@@ -207,7 +207,7 @@ impl<'a, M: PhysMem + ?Sized> Compactor<'a, M, M, I686> {
     ///
     /// As [`Walk::new`].
     pub fn new(mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, CompactError> {
-        Roots::Many(roots).check()?;
+        Roots::Many(roots).check::<I686>()?;
         Ok(Compactor {
             mode: I686::default(),
             mem,

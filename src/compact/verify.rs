@@ -257,7 +257,8 @@ impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
             let va = va0 + ((i as u64) << P::shift(level));
             let here = access & P::access(raw);
             match self.mode.decode(raw, level) {
-                Entry::Absent => {}
+                // Reserved bits: the hardware translates nothing.
+                Entry::Absent | Entry::Reserved(_) => {}
                 Entry::Page(pa) => self.out.leaves.push(Rec {
                     space,
                     va,
@@ -305,7 +306,13 @@ fn tree<P: PagingMode, M: PhysMem + ?Sized>(mode: P, mem: &M, roots: &[PhysAddr]
         out: Tree::default(),
     };
     for (s, root) in roots.iter().enumerate() {
-        d.table(s as u32, root.0, P::root_level(), 0, Access::ALL);
+        d.table(
+            s as u32,
+            P::root_table(*root).0,
+            P::root_level(),
+            0,
+            Access::ALL,
+        );
     }
     d.out
 }
@@ -328,7 +335,7 @@ fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
     va: u64,
     level: Level,
 ) -> At {
-    let (mut table, mut access) = (root.0, Access::ALL);
+    let (mut table, mut access) = (P::root_table(root).0, Access::ALL);
     let mut l = P::root_level();
     loop {
         let Ok(bytes) = mem.lend(PhysAddr(table), P::table_bytes(l)) else {

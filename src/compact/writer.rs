@@ -204,7 +204,9 @@ impl<P: PagingMode> TableWriter<P> {
             let i = P::index(va.0, l);
             table = match self.mode.decode(self.get_entry(table, i)?, l) {
                 Entry::Table(t) => t,
-                Entry::Page(_) => return Err(WriteError::Conflict { va, level: l }),
+                Entry::Page(_) | Entry::Reserved(_) => {
+                    return Err(WriteError::Conflict { va, level: l });
+                }
                 Entry::Absent => {
                     let t = self.alloc_table();
                     let raw = P::table_entry(t, dir_flags(l))
@@ -317,7 +319,9 @@ impl<P: PagingMode> TableWriter<P> {
             {
                 Entry::Table(t) => t,
                 Entry::Absent => return Ok(()),
-                Entry::Page(_) => return Err(WriteError::Conflict { va, level: l }),
+                Entry::Page(_) | Entry::Reserved(_) => {
+                    return Err(WriteError::Conflict { va, level: l });
+                }
             };
             l = Level(l.0 - 1);
         }

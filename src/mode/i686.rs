@@ -13,12 +13,18 @@ const TABLE_ADDR: u64 = 0xFFFF_F000;
 const LARGE_ADDR_LOW: u64 = 0xFFC0_0000;
 /// PSE-36: PDE bits 13..=20 hold physical-address bits 32..=39.
 const LARGE_ADDR_HIGH: u64 = 0xFF << 13;
+/// Bit 21 of a 4 MiB PDE is reserved (Intel SDM vol. 3A, table 4-4): the
+/// entry translates nothing. MAXPHYADDR is taken as 40, the most lenient
+/// PSE-36 allows, so bits 13..=20 are never reserved here.
+const LARGE_RESERVED: u64 = 1 << 21;
 
 /// 32-bit x86 paging (CR4.PAE = 0).
 ///
 /// `pse` is CR4.PSE: when set (the default), a page-directory entry with
-/// PS (bit 7) maps a 4 MiB page; when clear, PS is ignored and every
-/// present directory entry points at a page table.
+/// PS (bit 7) maps a 4 MiB page (unless its reserved bit 21 is set: then
+/// it is [`Entry::Reserved`] and translates nothing); when clear, PS is
+/// ignored and every present directory entry points at a page table. A
+/// root may be given as CR3 holds it: bits 0..=11 (PWT, PCD) are dropped.
 ///
 /// # Examples
 ///
@@ -28,6 +34,9 @@ const LARGE_ADDR_HIGH: u64 = 0xFF << 13;
 /// let pde = 0x0040_0083 | (0x12 << 13); // 4 MiB page, PSE-36 bits 0x12
 /// assert_eq!(I686::default().decode(pde, Level(2)), Entry::Page(PhysAddr(0x12_0040_0000)));
 /// assert_eq!(I686 { pse: false }.decode(pde, Level(2)), Entry::Table(PhysAddr(0x0042_4000)));
+/// // Reserved bit 21 set: the hardware faults, nothing is mapped.
+/// assert_eq!(I686::default().decode(0x0060_0083, Level(2)), Entry::Reserved(PhysAddr(0x0040_0000)));
+/// assert_eq!(I686::root_table(PhysAddr(0x1018)), PhysAddr(0x1000));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct I686 {
@@ -67,12 +76,22 @@ impl PagingMode for I686 {
         } else if level.0 == 1 {
             Entry::Page(Self::pte_frame(raw))
         } else if self.pse && raw & PS != 0 {
-            Entry::Page(PhysAddr(
-                (raw & LARGE_ADDR_LOW) | ((raw & LARGE_ADDR_HIGH) << (32 - 13)),
-            ))
+            let pa = PhysAddr((raw & LARGE_ADDR_LOW) | ((raw & LARGE_ADDR_HIGH) << (32 - 13)));
+            if raw & LARGE_RESERVED != 0 {
+                Entry::Reserved(pa)
+            } else {
+                Entry::Page(pa)
+            }
         } else {
             Entry::Table(PhysAddr(raw & TABLE_ADDR))
         }
+    }
+
+    #[inline]
+    fn root_table(cr3: PhysAddr) -> PhysAddr {
+        // Only the flag bits go: a root above 4 GiB (not something CR3 can
+        // hold, but a physical address a caller may name) is kept as given.
+        PhysAddr(cr3.0 & !0xFFF)
     }
 
     #[inline]

@@ -31,6 +31,10 @@ pub enum Entry {
     /// Present, maps a page (4 KiB at level 1, a large page above) whose
     /// frame starts at this address.
     Page(PhysAddr),
+    /// Present, but with bits set that the format reserves: the hardware
+    /// raises a page fault, so it translates nothing. Carries the address
+    /// the entry names.
+    Reserved(PhysAddr),
 }
 
 /// The geometry and entry format of an x86 paging mode.
@@ -63,6 +67,10 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
 
     /// Decodes a raw entry read from a table at `level`.
     fn decode(self, raw: u64, level: Level) -> Entry;
+
+    /// The root table's address for a root given as CR3 holds it (the
+    /// flag bits below the address, such as PWT and PCD, dropped).
+    fn root_table(cr3: PhysAddr) -> PhysAddr;
 
     /// The frame address of a present level-1 entry (what `decode` returns
     /// in `Entry::Page` at level 1).

@@ -284,6 +284,8 @@ pub fn model(
     let mut owners: HashMap<u64, (u32, u64)> = HashMap::new();
     for (s, &root) in roots.iter().enumerate() {
         let space = SpaceId(s as u32);
+        // CR3: the directory's address is bits 31:12 (PWT, PCD below).
+        let root = root & !0xFFF;
         let Some(pd) = table(mem, root) else {
             out.push(fault(space, 0, 2, root));
             continue;
@@ -295,6 +297,17 @@ pub fn model(
             }
             if pse && pde & PS != 0 {
                 let pa = u64::from(pde & 0xFFC0_0000) | (u64::from((pde >> 13) & 0xFF) << 32);
+                if pde & (1 << 21) != 0 {
+                    // Reserved bit 21 (SDM table 4-4): the CPU faults.
+                    out.push(WalkEvent::Fault(Fault {
+                        space,
+                        va: VirtAddr(va),
+                        level: Level(2),
+                        pa: PhysAddr(pa),
+                        reason: FaultReason::Reserved,
+                    }));
+                    continue;
+                }
                 out.push(WalkEvent::Leaf(Leaf {
                     space,
                     va: VirtAddr(va),
@@ -361,6 +374,7 @@ pub fn follow(
     start: u64,
     end: u64,
 ) {
+    let owner_root = owner_root & !0xFFF;
     let Some(owner_pd) = table(fm, owner_root) else {
         out.push(fault(space, va, 2, owner_root));
         return;
