@@ -205,7 +205,7 @@ impl<'a, M: PhysMem + ?Sized> Compactor<'a, M, M, I686> {
     ///
     /// # Errors
     ///
-    /// As [`Walk::new`].
+    /// As [`Walk::new`](crate::Walk::new).
     pub fn new(mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, CompactError> {
         Roots::Many(roots).check::<I686>()?;
         Ok(Compactor {
