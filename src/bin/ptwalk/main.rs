@@ -427,10 +427,7 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
 /// The mode to walk `dump` with: its vCPUs' (where it has QEMU notes
 /// and paging is on), else i686; `--no-pse` turns 4 MiB pages off either
 /// way. Also the vCPUs (see [`core_cpus`]).
-fn dump_mode(
-    dump: &Dump,
-    no_pse: bool,
-) -> Result<(I686, Option<Vcpus>), Failure> {
+fn dump_mode(dump: &Dump, no_pse: bool) -> Result<(I686, Option<Vcpus>), Failure> {
     let core = core_cpus(dump)?;
     let mode = match core.as_ref().map(|c| c.0) {
         None | Some(CpuMode::Off) => I686 { pse: !no_pse },
