@@ -13,6 +13,7 @@ mod demo;
 mod dump;
 mod format;
 mod input;
+mod map;
 mod numbers;
 mod pair;
 mod roots;
@@ -145,6 +146,31 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value_t = roots::RootsFormat::Tsv)]
         format: roots::RootsFormat,
+    },
+    /// Print each space's mappings as coalesced ranges, like QEMU's `info
+    /// mem` with physical addresses: VA_START-VA_END SIZE PA ACCESS PAGE
+    /// [OWNER], then a summary line per space.
+    Map {
+        #[command(flatten)]
+        img: ImageArgs,
+        /// Map every root `ptwalk roots` finds (instead of --root).
+        #[arg(long, conflicts_with = "roots")]
+        all_roots: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = map::MapFormat::Tsv)]
+        format: map::MapFormat,
+    },
+    /// List every table reached by more than one (space, VA): TABLE_PA
+    /// LEVEL OWNER OWNER_VA, then each SPACE@VA aliasing it.
+    Tables {
+        #[command(flatten)]
+        img: ImageArgs,
+        /// Use every root `ptwalk roots` finds (instead of --root).
+        #[arg(long, conflicts_with = "roots")]
+        all_roots: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = map::MapFormat::Tsv)]
+        format: map::MapFormat,
     },
     /// Translate VAs in one space (aliases followed).
     Translate {
@@ -297,6 +323,8 @@ fn main() -> ExitCode {
 struct Setup {
     dump: Dump,
     roots: Vec<PhysAddr>,
+    /// How each root was found (`cpu0`, `like`, `scan`; empty if given).
+    labels: Vec<String>,
     mode: I686,
 }
 
@@ -364,8 +392,11 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
         Err(e) => return Err(Failure::Error(e.msg)),
     };
     let (mode, core) = dump_mode(&dump, args.no_pse)?;
-    let roots: Vec<PhysAddr> = if explicit {
-        args.roots.iter().map(|&r| PhysAddr(r)).collect()
+    let (roots, labels): (Vec<PhysAddr>, Vec<String>) = if explicit {
+        args.roots
+            .iter()
+            .map(|&r| (PhysAddr(r), String::new()))
+            .unzip()
     } else if all_roots {
         let known = core
             .as_ref()
@@ -385,7 +416,7 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
             roots::summary(&found),
             mode_name(mode),
         );
-        found.iter().map(|c| c.root).collect()
+        found.iter().map(|c| (c.root, c.how.to_string())).unzip()
     } else {
         match &core {
             Some((CpuMode::Off, _)) => {
@@ -403,7 +434,7 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
                     names.join(" "),
                     mode_name(mode)
                 );
-                roots.into_iter().map(|(r, _)| r).collect()
+                roots.into_iter().unzip()
             }
             None => {
                 return Err(match dump.kind {
@@ -421,7 +452,12 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
         }
     };
     check_roots(&dump, &roots)?;
-    Ok(Setup { dump, roots, mode })
+    Ok(Setup {
+        dump,
+        roots,
+        labels,
+        mode,
+    })
 }
 
 /// The mode to walk `dump` with: its vCPUs' (where it has QEMU notes
@@ -615,6 +651,28 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             };
             let found = roots::find(&dump, mode, &known, true);
             roots::print(&found, format, out).map_err(Failure::from)
+        }
+        Cmd::Map {
+            img,
+            all_roots,
+            format,
+        } => {
+            let s = setup(&img, all_roots, "map")?;
+            let images = s.dump.images();
+            let mem = Regions::new(&images)?;
+            map::map(&mem, s.mode, &s.roots, &s.labels, format, out).map_err(Failure::from)
+        }
+        Cmd::Tables {
+            img,
+            all_roots,
+            format,
+        } => {
+            let s = setup(&img, all_roots, "tables")?;
+            let images = s.dump.images();
+            let mem = Regions::new(&images)?;
+            // Duplicate roots are refused as the walk refuses them.
+            let _ = Walk::new(&mem, &s.roots)?;
+            map::print_tables(&mem, s.mode, &s.roots, format, out).map_err(Failure::from)
         }
         Cmd::Translate { img, space, vas } => {
             // Every VA is checked before anything is printed.
