@@ -781,3 +781,128 @@ fn a_real_guest_core_alone_reproduces_qemu_info_tlb() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The kernel tables `processes` shares (allocated right after the three
+/// directories).
+fn kernel_tables(dirs: [u32; 3]) -> (u32, u32) {
+    (dirs[2] + 0x1000, dirs[2] + 0x2000)
+}
+
+#[test]
+fn tables_lists_every_shared_table_with_its_aliases() {
+    let dir = scratch("tables");
+    let (mem, dirs) = processes();
+    let [d0, d1, d2] = dirs;
+    let (k1, k2) = kernel_tables(dirs);
+    let raw = write(&dir, "mem.raw", &mem);
+    let r = root_args(&[d0, d1, d2]);
+    let out = ok(&run("tables", &raw, &r));
+    let line =
+        |t: u32, va: u32| format!("{t:#x}\t1\t{d0:#x}\t{va:#x}\t{d1:#x}@{va:#x} {d2:#x}@{va:#x}");
+    assert_eq!(
+        out,
+        format!("{}\n{}\n", line(k1, 0xc000_0000), line(k2, 0xffc0_0000))
+    );
+    // As many aliases as the references walk reports.
+    let walk = ok(&run("walk", &raw, &r));
+    let aliases = walk.lines().filter(|l| l.starts_with("alias\t")).count();
+    assert_eq!(aliases, 4);
+    for l in walk.lines().filter(|l| l.starts_with("alias\t")) {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert!(
+            out.contains(&format!("{}@{}", f[1], f[2])),
+            "{l} not in {out}"
+        );
+    }
+    let json = ok(&run(
+        "tables",
+        &raw,
+        &[r.clone(), vec!["--format".into(), "json".into()]].concat(),
+    ));
+    let t: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(t["table"], format!("{k1:#x}"));
+    assert_eq!(t["aliases"].as_array().unwrap().len(), 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn map_coalesces_ranges_and_names_their_owner() {
+    let dir = scratch("map");
+    let (mut mem, dirs) = processes();
+    let [d0, d1, d2] = dirs;
+    // Space d1's user table: three more pages contiguous in VA and PA
+    // after its page at 0x..3000 -> 0x10000, then one elsewhere.
+    let upt = u32::from_le_bytes(mem[(d1 + 4 * 0x21) as usize..][..4].try_into().unwrap()) & !0xfff;
+    for (i, pa) in [(4u32, 0x11000u32), (5, 0x12000), (6, 0x13000), (7, 0x30000)] {
+        let at = (upt + 4 * i) as usize;
+        mem[at..at + 4].copy_from_slice(&(pa | P | US).to_le_bytes());
+    }
+    let raw = write(&dir, "mem.raw", &mem);
+    let o = ok(&run("map", &raw, &root_args(&[d0, d1, d2])));
+    let spaces: Vec<&str> = o.split("\n\n").collect();
+    assert_eq!(spaces.len(), 3, "{o}");
+    let lines: Vec<Vec<&str>> = spaces[1]
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], [format!("space"), format!("{d1:#x}")]);
+    assert_eq!(
+        lines[1],
+        ["VA_START-VA_END", "SIZE", "PA", "ACCESS", "PAGE", "OWNER"]
+    );
+    let owner = format!("{d0:#x}");
+    let want: [&[&str]; 5] = [
+        &["08403000-08407000", "0x4000", "0x10000", "ur-", "4K"],
+        &["08407000-08408000", "0x1000", "0x30000", "ur-", "4K"],
+        &[
+            "c0000000-c0001000",
+            "0x1000",
+            "0x1000",
+            "-rw",
+            "4K",
+            "via",
+            &owner,
+            "at",
+            "c0000000",
+        ],
+        &["c0400000-c0800000", "0x400000", "0x400000", "-rw", "4M"],
+        &[
+            "ffff0000-ffff1000",
+            "0x1000",
+            "0xfee00000",
+            "-rw",
+            "4K",
+            "via",
+            &owner,
+            "at",
+            "ffff0000",
+        ],
+    ];
+    for (got, want) in lines[2..7].iter().zip(want) {
+        assert_eq!(got, want, "{}", spaces[1]);
+    }
+    assert_eq!(
+        lines[7].join(" "),
+        format!(
+            "summary {d1:#x}: mapped 0x407000 bytes (4124 KiB) in 5 ranges, 1 private and 2 shared tables, 2 aliases, 0 faults"
+        )
+    );
+    assert_eq!(lines.len(), 8, "{}", spaces[1]);
+    // The owner's own kernel ranges name no owner.
+    assert!(!spaces[0].contains("via"), "{}", spaces[0]);
+    let json = ok(&run(
+        "map",
+        &raw,
+        &[
+            root_args(&[d0, d1, d2]),
+            vec!["--format".into(), "json".into()],
+        ]
+        .concat(),
+    ));
+    let s1: serde_json::Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(s1["space"], format!("{d1:#x}"));
+    assert_eq!(s1["ranges"].as_array().unwrap().len(), 5);
+    assert_eq!(s1["ranges"][2]["owner"], format!("{d0:#x}"));
+    assert_eq!(s1["shared_tables"], 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
