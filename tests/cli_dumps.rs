@@ -845,7 +845,7 @@ fn map_coalesces_ranges_and_names_their_owner() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(lines[0], [format!("space"), format!("{d1:#x}")]);
+    assert_eq!(lines[0], ["space".to_string(), format!("{d1:#x}")]);
     assert_eq!(
         lines[1],
         ["VA_START-VA_END", "SIZE", "PA", "ACCESS", "PAGE", "OWNER"]
