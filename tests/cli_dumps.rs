@@ -779,6 +779,32 @@ fn a_real_guest_core_alone_reproduces_qemu_info_tlb() {
         assert!(ours.lines().count() > 1000, "cpu{index}");
         assert!(ours == qemu, "cpu{index}: our info tlb differs from QEMU's");
     }
+    // `map`'s ranges, merged where only the PA (or the cow and global
+    // bits, or the page size) breaks them, are QEMU's `info mem`.
+    let maps = ok(&ptwalk(&["map", "--image", &f, "--format", "json"]));
+    for (line, (index, cpu)) in maps.lines().zip(&vcpus) {
+        let space: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(space["space"], format!("{:#x}", cpu.cr3 & !0xfff));
+        let mut merged: Vec<(u64, u64, String)> = Vec::new();
+        for r in space["ranges"].as_array().unwrap() {
+            let (va, end) = (hex(&r["va"]), hex(&r["end"]));
+            let prot = r["access"].as_str().unwrap()[..3].to_string();
+            match merged.last_mut() {
+                Some(m) if m.1 == va && m.2 == prot => m.1 = end,
+                _ => merged.push((va, end, prot)),
+            }
+        }
+        let ours: String = merged
+            .iter()
+            .map(|(a, b, p)| format!("{a:016x}-{b:016x} {:016x} {p}\n", b - a))
+            .collect();
+        let qemu = String::from_utf8(gunzip(&fx.join(format!("cpu{index}.mem.txt.gz")))).unwrap();
+        assert!(space["ranges"].as_array().unwrap().len() > merged.len());
+        assert!(
+            ours == qemu,
+            "cpu{index}: merged map differs from QEMU's info mem:\n{ours}"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
