@@ -118,6 +118,24 @@ pub fn load(path: &Path) -> Result<Bytes, String> {
     Ok(bytes)
 }
 
+/// Drops this process's resident copy of `map[..upto]` (whole pages; the
+/// pages stay in the page cache and are read again if touched), for scans
+/// that read a whole dump once.
+pub fn release(map: &[u8], upto: usize) {
+    let len = upto.min(map.len()) & !4095;
+    if len == 0 || (map.as_ptr() as usize) % 4096 != 0 {
+        return;
+    }
+    // SAFETY: `map` is the start of a read-only mapping of a file ptwalk
+    // never writes (page aligned, as mmap returned it, and checked above),
+    // and `len` whole pages of it lie inside it. Dropping resident pages
+    // changes no byte any reference can observe: a later read faults the
+    // same file contents back in.
+    unsafe {
+        libc::madvise(map.as_ptr().cast_mut().cast(), len, libc::MADV_DONTNEED);
+    }
+}
+
 /// Without the Linux `siginfo_t` layout (`si_addr`) there is no guard: a
 /// truncated image may end the process with a signal there.
 #[cfg(not(target_os = "linux"))]

@@ -14,11 +14,12 @@
 //! VAs from 3 GiB) matches a known root's: Linux copies the kernel's
 //! directory entries into every process's directory and keeps them in
 //! sync. Without known roots, a candidate is a plausible page that also
-//! splits as an operating system with a 3 GiB user space does (present
-//! kernel-half entries; user-half entries, if any, all user-accessible)
-//! and shares at least one page table with another such page, as the
-//! processes of one kernel do (`scan`: a heuristic, with false positives
-//! to expect from page tables that look the part).
+//! splits as an operating system with a 3 GiB user space does (at least
+//! two present kernel-half entries; user-half entries, if any, all
+//! user-accessible), in the largest group of such pages whose kernel
+//! halves match (at least two), as the processes of one kernel share it
+//! (`scan`: a heuristic; a kernel that does not share its half this way is
+//! found only with `--like`).
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
@@ -28,6 +29,10 @@ use ptwalk::{I686, PhysAddr, PhysMem, Regions};
 use serde_json::json;
 
 use crate::dump::Dump;
+use crate::input;
+
+/// Pages scanned between two releases of the mapped file (64 MiB).
+const RELEASE_PAGES: u64 = 1 << 14;
 
 const P: u32 = 1;
 const US: u32 = 1 << 2;
@@ -235,6 +240,12 @@ pub fn find(
             }
             let here = pa;
             pa += 4096;
+            if done % RELEASE_PAGES == 0 {
+                // Drop what the scan has read so far: the scan touches every
+                // page once, and resident file pages would add up to the
+                // dump's size.
+                input::release(dump.bytes(), (seg.offset + (here - seg.pa)) as usize);
+            }
             if known.iter().any(|(r, _)| r.0 == here) {
                 continue;
             }
@@ -259,6 +270,26 @@ pub fn find(
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    // The scan alone: group the pages by kernel half and keep the largest
+    // group (the processes of the dump's kernel share it); a page whose
+    // kernel half no other repeats is more likely a stray table.
+    if known_shapes.is_empty() {
+        let mut group: Vec<usize> = Vec::with_capacity(found.len());
+        let mut heads: Vec<usize> = Vec::new();
+        for (i, (_, _, s)) in found.iter().enumerate() {
+            let g = heads
+                .iter()
+                .position(|&h| s.kernel >= 2 && kernel_matches(s, &found[h].2));
+            group.push(g.unwrap_or_else(|| {
+                heads.push(i);
+                heads.len() - 1
+            }));
+        }
+        let size = |g: usize| group.iter().filter(|&&x| x == g).count();
+        let best = (0..heads.len()).map(size).max().unwrap_or(0);
+        let mut keep = group.iter().map(|&g| best >= 2 && size(g) == best);
+        found.retain(|_| keep.next().unwrap_or(false));
     }
     // Sharing: how many candidates point at each table.
     let mut users: HashMap<u32, u32> = HashMap::new();
@@ -285,9 +316,6 @@ pub fn find(
             kernel: s.kernel,
             shared: shared(&s),
         })
-        // A lone directory found by the scan alone, sharing no table with
-        // another candidate, is more likely a stray page than a process.
-        .filter(|c| c.how != How::Scan || c.shared > 0)
         .collect()
 }
 
