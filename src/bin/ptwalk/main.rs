@@ -148,8 +148,9 @@ enum Cmd {
         format: roots::RootsFormat,
     },
     /// Print each space's mappings as coalesced ranges, like QEMU's `info
-    /// mem` with physical addresses: VA_START-VA_END SIZE PA ACCESS PAGE
-    /// [OWNER], then a summary line per space.
+    /// mem` with physical addresses: VA_START-VA_END SIZE PA ACCESS PAGE,
+    /// and OWNER for a range reached through another's table; then a
+    /// summary line per space.
     Map {
         #[command(flatten)]
         img: ImageArgs,
