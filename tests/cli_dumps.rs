@@ -447,6 +447,17 @@ fn unsupported_modes_and_missing_registers_are_one_line() {
         &run("walk", &bare, &[]),
         "carries no vCPU registers (no QEMU notes): give --root",
     );
+    // A raw image names no roots: clap's usage error for --root.
+    let raw = write(&dir, "mem.raw", &mem);
+    let o = run("walk", &raw, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("required arguments were not provided:\n  --root <PA>"),
+        "{err}"
+    );
+    assert!(err.contains("ptwalk roots --image FILE"), "{err}");
+    assert!(o.stdout.is_empty());
     let lim = write(&dir, "c.lime", &lime(&segs));
     fails(
         &run(

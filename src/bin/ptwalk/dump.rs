@@ -596,6 +596,29 @@ mod tests {
     }
 
     #[test]
+    fn qemu_notes_give_cr0_cr3_cr4_and_short_ones_nothing() {
+        let mut d = vec![0u8; QEMU_STATE_MIN + 8];
+        let size = d.len() as u32;
+        d[4..8].copy_from_slice(&size.to_le_bytes());
+        for (n, v) in [(0usize, 0x8005_0033u64), (3, 0x1ad9_018), (4, 0x690)] {
+            d[QEMU_CR0 + 8 * n..][..8].copy_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(
+            qemu_cpu(&d),
+            Some(Cpu {
+                cr0: 0x8005_0033,
+                cr3: 0x1ad9_018,
+                cr4: 0x690
+            })
+        );
+        // A size field or a note too short for CR4 carries no registers.
+        assert_eq!(qemu_cpu(&d[..QEMU_STATE_MIN - 1]), None);
+        d[4..8].copy_from_slice(&(QEMU_STATE_MIN as u32 - 8).to_le_bytes());
+        assert_eq!(qemu_cpu(&d), None);
+        assert_eq!(qemu_cpu(&[1, 0, 0]), None);
+    }
+
+    #[test]
     fn modes_come_from_the_registers() {
         let cpu = |cr0, cr4| Cpu {
             cr0,

@@ -341,7 +341,7 @@ fn missing_root(cmd: &str) -> Failure {
     let e = clap::Error::raw(
         clap::error::ErrorKind::MissingRequiredArgument,
         "the following required arguments were not provided:\n  --root <PA>\n\n\
-         (only a QEMU core names its roots; `ptwalk roots --image FILE` finds candidates)\n",
+         (only a QEMU core names its roots; `ptwalk roots --image FILE` lists candidates)",
     );
     Failure::Usage(match sub {
         Some(mut s) => e.format(&mut s),
