@@ -600,14 +600,14 @@ mod tests {
         let mut d = vec![0u8; QEMU_STATE_MIN + 8];
         let size = d.len() as u32;
         d[4..8].copy_from_slice(&size.to_le_bytes());
-        for (n, v) in [(0usize, 0x8005_0033u64), (3, 0x1ad9_018), (4, 0x690)] {
+        for (n, v) in [(0usize, 0x8005_0033u64), (3, 0x01ad_9018), (4, 0x690)] {
             d[QEMU_CR0 + 8 * n..][..8].copy_from_slice(&v.to_le_bytes());
         }
         assert_eq!(
             qemu_cpu(&d),
             Some(Cpu {
                 cr0: 0x8005_0033,
-                cr3: 0x1ad9_018,
+                cr3: 0x01ad_9018,
                 cr4: 0x690
             })
         );
