@@ -442,6 +442,16 @@ fn unsupported_modes_and_missing_registers_are_one_line() {
         &run("walk", &off, &[]),
         "has paging on (CR0.PG clear): give --root",
     );
+    let hole = [Cpu {
+        cr0: PG,
+        cr3: 0x20_0000,
+        cr4: CR4_PSE,
+    }];
+    let hole = write(&dir, "hole.elf", &core(true, elf::EM_386, &hole, &segs));
+    fails(
+        &run("walk", &hole, &[]),
+        "root 0x200000 lies outside the memory of the ELF64 core",
+    );
     let bare = write(&dir, "bare.elf", &core(false, elf::EM_386, &[], &segs));
     fails(
         &run("walk", &bare, &[]),

@@ -393,6 +393,8 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
         Err(e) => return Err(Failure::Error(e.msg)),
     };
     let (mode, core) = dump_mode(&dump, args.no_pse)?;
+    // What was taken, said once the roots are known to be in memory.
+    let mut note = None;
     let (roots, labels): (Vec<PhysAddr>, Vec<String>) = if explicit {
         args.roots
             .iter()
@@ -410,13 +412,13 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
                 dump.path
             )));
         }
-        eprintln!(
-            "ptwalk: {} roots found in the {} ({}); mode {}",
+        note = Some(format!(
+            "{} roots found in the {} ({}); mode {}",
             found.len(),
             dump.describe(),
             roots::summary(&found),
             mode_name(mode),
-        );
+        ));
         found.iter().map(|c| (c.root, c.how.to_string())).unzip()
     } else {
         match &core {
@@ -429,12 +431,12 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
             Some((_, on)) => {
                 let roots = vcpu_roots(on);
                 let names: Vec<String> = roots.iter().map(|(r, c)| format!("{r} ({c})")).collect();
-                eprintln!(
-                    "ptwalk: roots from the vCPUs of the {}: {}; mode {}",
+                note = Some(format!(
+                    "roots from the vCPUs of the {}: {}; mode {}",
                     dump.describe(),
                     names.join(" "),
                     mode_name(mode)
-                );
+                ));
                 roots.into_iter().unzip()
             }
             None => {
@@ -453,6 +455,9 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
         }
     };
     check_roots(&dump, &roots)?;
+    if let Some(note) = note {
+        eprintln!("ptwalk: {}", one_line(&note));
+    }
     Ok(Setup {
         dump,
         roots,
