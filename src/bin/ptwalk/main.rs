@@ -471,6 +471,13 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
 /// way. Also the vCPUs (see [`core_cpus`]).
 fn dump_mode(dump: &Dump, no_pse: bool) -> Result<(I686, Option<Vcpus>), Failure> {
     let core = core_cpus(dump)?;
+    if core.is_none() && dump.machine() == object::elf::EM_X86_64 {
+        // No registers, but an x86-64 core (kdump) is a long-mode kernel.
+        return Err(Failure::Error(format!(
+            "{:?} is an x86-64 core (long mode), which ptwalk does not support yet (i686 only)",
+            dump.path
+        )));
+    }
     let mode = match core.as_ref().map(|c| c.0) {
         None | Some(CpuMode::Off) => I686 { pse: !no_pse },
         Some(CpuMode::I686 { pse }) => I686 {
