@@ -2,8 +2,7 @@
 //! has the memory and nothing else.
 //!
 //! Every page in memory is tried as a root table of the paging mode (i686
-//! now: a page directory of 1024 four-byte entries; other modes add their
-//! own [`Shape`] test). A page is *plausible* when it has present
+//! now: a page directory of 1024 four-byte entries). A page is *plausible* when it has present
 //! entries, every present entry is well formed (a 4 MiB page aligned, with
 //! its reserved bit clear, its frame in memory; a table in memory), and
 //! the tables below are plausible (their present entries map frames in
@@ -20,6 +19,12 @@
 //! halves match (at least two), as the processes of one kernel share it
 //! (`scan`: a heuristic; a kernel that does not share its half this way is
 //! found only with `--like`).
+//!
+//! Other modes slot in beside the i686 tests here: their own root-table
+//! shape (a PAE directory-pointer table at any 32-byte alignment, a
+//! 512-entry top table), their own kernel half (entries 256..511 in long
+//! mode), compared by contents where a kernel copies rather than shares
+//! (PAE's kernel PMD under PTI), and PTI's 8 KiB pairs as `pair`.
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
