@@ -19,6 +19,7 @@ use ptwalk::{I686, Image, PhysAddr, PhysMem};
 use serde_json::json;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::dump::{Segment, file_offset};
 use crate::pair::{Interrupt, Pair, with_ext};
 
 /// Drops this process's resident copy of a mapped file range (the pages
@@ -74,9 +75,10 @@ pub struct Job<'a, M: ?Sized> {
     pub mem: &'a M,
     /// The input's mapped bytes, released as they are compared.
     pub mapped: &'a [u8],
-    /// The raw image file: byte `i` is physical address `base + i`.
+    /// The input file.
     pub image: &'a Path,
-    pub base: u64,
+    /// Where the input file holds each physical range.
+    pub segments: &'a [Segment],
     pub roots: &'a [PhysAddr],
     pub mode: I686,
     pub policy: Policy,
@@ -177,8 +179,12 @@ fn write_image<M: PhysMem + ?Sized>(
                 // faults, and nothing of the input stays resident.
                 let mut off = 0;
                 while off < len {
-                    let n = (len - off).min(buf.len() as u64) as usize;
-                    let at = src.0 + off - job.base;
+                    let pa = src.0 + off;
+                    // A copy may run from one segment into the next.
+                    let (at, n) = file_offset(job.segments, pa, len - off).ok_or_else(|| {
+                        fail(format!("PA {pa:#x} is in no segment of {:?}", job.image))
+                    })?;
+                    let n = n.min(buf.len() as u64) as usize;
                     input.read_exact_at(&mut buf[..n], at).map_err(|e| {
                         fail(format!(
                             "cannot read {:?} at offset {at:#x}: {e}",

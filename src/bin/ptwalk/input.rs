@@ -29,8 +29,6 @@ use std::fs::{self, File, FileType, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
-use ptwalk::{Image, PhysAddr};
-
 /// The image file's bytes, memory-mapped.
 pub enum Bytes {
     Map(memmap2::Mmap),
@@ -73,8 +71,8 @@ fn not_regular(t: &FileType) -> Option<&'static str> {
     Some("is not a regular file")
 }
 
-/// Opens and maps the image at `path`, whose first byte is physical
-/// address `base`.
+/// Opens and maps the file at `path` (what it holds is for
+/// [`dump`](crate::dump) to say).
 ///
 /// Only regular files (or symbolic links to them) are accepted: the file's
 /// type is checked before it is opened, so a FIFO, a device or a socket is
@@ -86,7 +84,7 @@ fn not_regular(t: &FileType) -> Option<&'static str> {
 ///
 /// One line naming the file (quoted, control characters escaped) and what
 /// is wrong with it.
-pub fn load(path: &Path, base: u64) -> Result<Image<Bytes>, String> {
+pub fn load(path: &Path) -> Result<Bytes, String> {
     let refuse = |why: &str| format!("cannot open image {path:?}: {why}");
     let meta = fs::metadata(path).map_err(|e| refuse(&e.to_string()))?;
     if let Some(why) = not_regular(&meta.file_type()) {
@@ -117,7 +115,25 @@ pub fn load(path: &Path, base: u64) -> Result<Image<Bytes>, String> {
         guard_truncation(&map, path)?;
         Bytes::Map(map)
     };
-    Ok(Image::new(PhysAddr(base), bytes))
+    Ok(bytes)
+}
+
+/// Drops this process's resident copy of `map[..upto]` (whole pages; the
+/// pages stay in the page cache and are read again if touched), for scans
+/// that read a whole dump once.
+pub fn release(map: &[u8], upto: usize) {
+    let len = upto.min(map.len()) & !4095;
+    if len == 0 || (map.as_ptr() as usize) % 4096 != 0 {
+        return;
+    }
+    // SAFETY: `map` is the start of a read-only mapping of a file ptwalk
+    // never writes (page aligned, as mmap returned it, and checked above),
+    // and `len` whole pages of it lie inside it. Dropping resident pages
+    // changes no byte any reference can observe: a later read faults the
+    // same file contents back in.
+    unsafe {
+        libc::madvise(map.as_ptr().cast_mut().cast(), len, libc::MADV_DONTNEED);
+    }
 }
 
 /// Without the Linux `siginfo_t` layout (`si_addr`) there is no guard: a

@@ -1,5 +1,6 @@
-//! `ptwalk`: walk, translate and explain x86 page tables in a raw
-//! physical-memory image. See the README for the output formats.
+//! `ptwalk`: walk, translate and explain x86 page tables in a memory dump
+//! (a raw physical-memory image, an ELF core or a `LiME` capture). See the
+//! README for the inputs and output formats.
 //!
 //! Errors: every failure is one line on stderr, `ptwalk: ` and what is
 //! wrong (file names quoted, control characters escaped), with exit status
@@ -9,10 +10,13 @@
 
 mod compact;
 mod demo;
+mod dump;
 mod format;
 mod input;
+mod map;
 mod numbers;
 mod pair;
+mod roots;
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -20,11 +24,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ptwalk::{
-    GrowableOwners, I686, Image, PagingMode, PhysAddr, PhysMem, SpaceId, Spaces, VirtAddr, Walk,
+    GrowableOwners, I686, PagingMode, PhysAddr, PhysMem, Regions, SpaceId, Spaces, VirtAddr, Walk,
 };
 
+use dump::{CpuMode, Dump, Kind};
 use format::Format;
-use input::Bytes;
 use numbers::{parse_addr, parse_range, parse_space};
 
 #[derive(Parser)]
@@ -39,23 +43,28 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Doc comments here are --help text: names stay plain ("LiME").
+#[allow(clippy::doc_markdown)]
 #[derive(clap::Args)]
 struct ImageArgs {
-    /// Raw physical image: byte i is physical address BASE + i.
+    /// Memory dump: an ELF core (QEMU dump-guest-memory, virsh dump
+    /// --memory-only, kdump), a LiME capture, or a raw image (byte i is
+    /// physical address BASE + i), told apart by their first bytes.
     #[arg(long, value_name = "FILE")]
     image: PathBuf,
-    /// Physical address of the image's first byte.
-    #[arg(long, value_name = "PA", default_value = "0", value_parser = parse_addr, allow_hyphen_values = true)]
-    base: u64,
+    /// Physical address of a raw image's first byte (default 0).
+    #[arg(long, value_name = "PA", value_parser = parse_addr, allow_hyphen_values = true)]
+    base: Option<u64>,
     /// Page-table root (CR3) of an address space; repeat for several, in
-    /// order of primacy.
-    #[arg(long = "root", value_name = "PA", required = true, value_parser = parse_addr, allow_hyphen_values = true)]
+    /// order of primacy. Default on a QEMU core: its vCPUs' CR3s.
+    #[arg(long = "root", value_name = "PA", value_parser = parse_addr, allow_hyphen_values = true)]
     roots: Vec<u64>,
     /// Ignore the PS bit (CR4.PSE clear): no 4 MiB pages.
     #[arg(long)]
     no_pse: bool,
 }
 
+#[allow(clippy::doc_markdown)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Build an embedded sample (processes sharing kernel page tables) and
@@ -65,6 +74,9 @@ enum Cmd {
     Walk {
         #[command(flatten)]
         img: ImageArgs,
+        /// Walk every root `ptwalk roots` finds (instead of --root).
+        #[arg(long, conflicts_with = "roots")]
+        all_roots: bool,
         /// Only VAs in START..END (END exclusive).
         #[arg(long, value_name = "START..END", value_parser = parse_range, allow_hyphen_values = true)]
         range: Option<(u64, u64)>,
@@ -109,6 +121,57 @@ enum Cmd {
         /// Output path prefix.
         #[arg(short, long, value_name = "OUT")]
         out: PathBuf,
+        /// Compact every root `ptwalk roots` finds (instead of --root).
+        #[arg(long, conflicts_with = "roots")]
+        all_roots: bool,
+    },
+    /// List candidate page-table roots (page directories) in a dump: the
+    /// vCPUs' CR3s on a QEMU core, pages whose kernel half matches a known
+    /// root's (--like), or, with nothing known, pages that look like one.
+    /// One per line: ROOT HOW USER KERNEL SHARED.
+    Roots {
+        /// Memory dump (ELF core, LiME capture or raw image).
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+        /// Physical address of a raw image's first byte (default 0).
+        #[arg(long, value_name = "PA", value_parser = parse_addr, allow_hyphen_values = true)]
+        base: Option<u64>,
+        /// A known root; candidates are pages whose kernel half matches one
+        /// (default on a QEMU core: the vCPUs' CR3s). Repeatable.
+        #[arg(long = "like", value_name = "ROOT", value_parser = parse_addr, allow_hyphen_values = true)]
+        like: Vec<u64>,
+        /// Ignore the PS bit (CR4.PSE clear): no 4 MiB pages.
+        #[arg(long)]
+        no_pse: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = roots::RootsFormat::Tsv)]
+        format: roots::RootsFormat,
+    },
+    /// Print each space's mappings as coalesced ranges, like QEMU's `info
+    /// mem` with physical addresses: VA_START-VA_END SIZE PA ACCESS PAGE,
+    /// and OWNER for a range reached through another's table; then a
+    /// summary line per space.
+    Map {
+        #[command(flatten)]
+        img: ImageArgs,
+        /// Map every root `ptwalk roots` finds (instead of --root).
+        #[arg(long, conflicts_with = "roots")]
+        all_roots: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = map::MapFormat::Tsv)]
+        format: map::MapFormat,
+    },
+    /// List every table reached by more than one (space, VA): TABLE_PA
+    /// LEVEL OWNER OWNER_VA, then each SPACE@VA aliasing it.
+    Tables {
+        #[command(flatten)]
+        img: ImageArgs,
+        /// Use every root `ptwalk roots` finds (instead of --root).
+        #[arg(long, conflicts_with = "roots")]
+        all_roots: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = map::MapFormat::Tsv)]
+        format: map::MapFormat,
     },
     /// Translate VAs in one space (aliases followed).
     Translate {
@@ -134,6 +197,8 @@ enum Failure {
     VerifyFailed,
     /// One line on stderr and this exit status (e.g. 130 after SIGINT).
     Status(String, u8),
+    /// A usage error, printed as clap prints it (status 2).
+    Usage(clap::Error),
 }
 
 impl<E: std::fmt::Display> From<E> for Failure {
@@ -244,6 +309,10 @@ fn main() -> ExitCode {
             let _ = writeln!(io::stderr().lock(), "ptwalk: {}", one_line(&msg));
             ExitCode::from(2)
         }
+        Err(Failure::Usage(e)) => {
+            print_clap_error(&e);
+            ExitCode::from(2)
+        }
         Err(Failure::Status(msg, code)) => {
             let _ = writeln!(io::stderr().lock(), "ptwalk: {}", one_line(&msg));
             ExitCode::from(code)
@@ -251,21 +320,236 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the image and checks every root table lies inside it.
-fn open(args: &ImageArgs) -> Result<(Image<Bytes>, Vec<PhysAddr>), Failure> {
-    let mem = input::load(&args.image, args.base).map_err(Failure::Error)?;
-    let roots: Vec<PhysAddr> = args.roots.iter().map(|&r| PhysAddr(r)).collect();
-    for r in &roots {
-        if mem.lend(*r, 4096).is_err() {
+/// An opened input and the roots and mode to walk it with.
+struct Setup {
+    dump: Dump,
+    roots: Vec<PhysAddr>,
+    /// How each root was found (`cpu0`, `like`, `scan`; empty if given).
+    labels: Vec<String>,
+    mode: I686,
+}
+
+/// clap's own usage error for a missing `--root`, where nothing else can
+/// say which tables to walk (a raw image, a file that cannot be opened).
+fn missing_root(cmd: &str) -> Failure {
+    use clap::CommandFactory;
+    let mut c = Cli::command();
+    let usage = format!("ptwalk {cmd} --image <FILE> --root <PA>...");
+    let sub = c
+        .find_subcommand_mut(cmd)
+        .map(|s| s.clone().override_usage(usage));
+    let e = clap::Error::raw(
+        clap::error::ErrorKind::MissingRequiredArgument,
+        "the following required arguments were not provided:\n  --root <PA>\n\n\
+         (only a QEMU core names its roots; `ptwalk roots --image FILE` lists candidates)",
+    );
+    Failure::Usage(match sub {
+        Some(mut s) => e.format(&mut s),
+        None => e.format(&mut c),
+    })
+}
+
+/// The core's paging mode and the (vCPU index, CR3) of each vCPU with
+/// paging on.
+type Vcpus = (CpuMode, Vec<(usize, u64)>);
+
+/// The paging mode of the core's vCPUs whose paging is on, and their
+/// CR3s (vCPU index, CR3); `None` without QEMU notes.
+fn core_cpus(dump: &Dump) -> Result<Option<Vcpus>, Failure> {
+    if dump.cpus.is_empty() {
+        return Ok(None);
+    }
+    let machine = dump.machine();
+    let mut mode = CpuMode::Off;
+    let mut on = Vec::new();
+    for (i, cpu) in dump.cpus.iter().enumerate() {
+        let m = CpuMode::of(cpu, machine);
+        if m == CpuMode::Off {
+            continue;
+        }
+        if mode != CpuMode::Off && m != mode {
             return Err(Failure::Error(format!(
-                "root {r} lies outside the image {:?} ({:#x}..{:#x})",
-                args.image,
-                mem.base().0,
-                mem.end()
+                "the vCPUs of {:?} disagree on the paging mode: cpu{} {mode}, cpu{i} {m}",
+                dump.path,
+                on.first().map_or(0, |&(j, _)| j)
             )));
         }
+        mode = m;
+        on.push((i, cpu.cr3));
     }
-    Ok((mem, roots))
+    Ok(Some((mode, on)))
+}
+
+/// Opens the input, takes the mode (from the core's vCPUs where it has
+/// them, else i686 with `--no-pse` as given) and the roots (`--root`, else
+/// `--all-roots`' scan, else the vCPUs' CR3s), and checks every root table
+/// lies in memory. Roots not given on the command line are named in one
+/// line on stderr.
+fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure> {
+    let explicit = !args.roots.is_empty();
+    let dump = match Dump::open(&args.image, args.base) {
+        Ok(d) => d,
+        Err(e) if e.unopened && !explicit && !all_roots => return Err(missing_root(cmd)),
+        Err(e) => return Err(Failure::Error(e.msg)),
+    };
+    let (mode, core) = dump_mode(&dump, args.no_pse)?;
+    // What was taken, said once the roots are known to be in memory.
+    let mut note = None;
+    let (roots, labels): (Vec<PhysAddr>, Vec<String>) = if explicit {
+        args.roots
+            .iter()
+            .map(|&r| (PhysAddr(r), String::new()))
+            .unzip()
+    } else if all_roots {
+        let known = core
+            .as_ref()
+            .map(|(_, on)| vcpu_roots(on))
+            .unwrap_or_default();
+        let found = roots::find(&dump, mode, &known, true);
+        if found.is_empty() {
+            return Err(Failure::Error(format!(
+                "no candidate page directory found in {:?}",
+                dump.path
+            )));
+        }
+        note = Some(format!(
+            "{} roots found in the {} ({}); mode {}",
+            found.len(),
+            dump.describe(),
+            roots::summary(&found),
+            mode_name(mode),
+        ));
+        found.iter().map(|c| (c.root, c.how.to_string())).unzip()
+    } else {
+        match &core {
+            Some((CpuMode::Off, _)) => {
+                return Err(Failure::Error(format!(
+                    "no vCPU of {:?} has paging on (CR0.PG clear): give --root",
+                    dump.path
+                )));
+            }
+            Some((_, on)) => {
+                let roots = vcpu_roots(on);
+                let names: Vec<String> = roots.iter().map(|(r, c)| format!("{r} ({c})")).collect();
+                note = Some(format!(
+                    "roots from the vCPUs of the {}: {}; mode {}",
+                    dump.describe(),
+                    names.join(" "),
+                    mode_name(mode)
+                ));
+                roots.into_iter().unzip()
+            }
+            None => {
+                return Err(match dump.kind {
+                    Kind::Raw => missing_root(cmd),
+                    Kind::Elf { .. } => Failure::Error(format!(
+                        "the core {:?} carries no vCPU registers (no QEMU notes): give --root PA, or --all-roots",
+                        dump.path
+                    )),
+                    Kind::Lime => Failure::Error(format!(
+                        "a LiME capture carries no registers: give --root PA for {:?}, or --all-roots",
+                        dump.path
+                    )),
+                });
+            }
+        }
+    };
+    check_roots(&dump, &roots)?;
+    if let Some(note) = note {
+        eprintln!("ptwalk: {}", one_line(&note));
+    }
+    Ok(Setup {
+        dump,
+        roots,
+        labels,
+        mode,
+    })
+}
+
+/// The mode to walk `dump` with: its vCPUs' (where it has QEMU notes
+/// and paging is on), else i686; `--no-pse` turns 4 MiB pages off either
+/// way. Also the vCPUs (see [`core_cpus`]).
+fn dump_mode(dump: &Dump, no_pse: bool) -> Result<(I686, Option<Vcpus>), Failure> {
+    let core = core_cpus(dump)?;
+    if core.is_none() && dump.machine() == object::elf::EM_X86_64 {
+        // No registers, but an x86-64 core (kdump) is a long-mode kernel.
+        return Err(Failure::Error(format!(
+            "{:?} is an x86-64 core (long mode), which ptwalk does not support yet (i686 only)",
+            dump.path
+        )));
+    }
+    let mode = match core.as_ref().map(|c| c.0) {
+        None | Some(CpuMode::Off) => I686 { pse: !no_pse },
+        Some(CpuMode::I686 { pse }) => I686 {
+            pse: pse && !no_pse,
+        },
+        Some(m) => {
+            return Err(Failure::Error(format!(
+                "the vCPUs of {:?} use {m}, which ptwalk does not support yet (i686 only)",
+                dump.path
+            )));
+        }
+    };
+    Ok((mode, core))
+}
+
+/// The distinct root tables of the vCPUs (CR3 as the mode reads it), in
+/// vCPU order, each with the vCPUs that hold it (`cpu0,cpu3`).
+fn vcpu_roots(on: &[(usize, u64)]) -> Vec<(PhysAddr, String)> {
+    let mut roots: Vec<(PhysAddr, String)> = Vec::new();
+    for &(i, cr3) in on {
+        let r = I686::root_table(PhysAddr(cr3));
+        match roots.iter_mut().find(|(x, _)| *x == r) {
+            Some((_, cpus)) => cpus.push_str(&format!(",cpu{i}")),
+            None => roots.push((r, format!("cpu{i}"))),
+        }
+    }
+    roots
+}
+
+/// `i686 (PSE)` or `i686 (no PSE)`.
+fn mode_name(mode: I686) -> &'static str {
+    if mode.pse {
+        "i686 (PSE)"
+    } else {
+        "i686 (no PSE)"
+    }
+}
+
+/// Every root's table must lie in memory.
+fn check_roots(dump: &Dump, roots: &[PhysAddr]) -> Result<(), Failure> {
+    let images = dump.images();
+    let mem = Regions::new(&images)?;
+    for r in roots {
+        let table = I686::root_table(*r);
+        if mem.lend(table, 4096).is_ok() {
+            continue;
+        }
+        return Err(Failure::Error(match dump.kind {
+            Kind::Raw => {
+                let (lo, hi) = dump
+                    .segments
+                    .first()
+                    .map_or((dump_base(dump), dump_base(dump)), |s| (s.pa, s.end()));
+                format!(
+                    "root {r} lies outside the image {:?} ({lo:#x}..{hi:#x})",
+                    dump.path
+                )
+            }
+            _ => format!(
+                "root {r} lies outside the memory of the {} {:?} ({})",
+                dump.describe(),
+                dump.path,
+                dump.ranges()
+            ),
+        }));
+    }
+    Ok(())
+}
+
+/// A raw image's base (for messages about an empty one).
+fn dump_base(dump: &Dump) -> u64 {
+    dump.segments.first().map_or(0, |s| s.pa)
 }
 
 /// Whether the paging mode can address `va` (i686: below 2^32).
@@ -279,6 +563,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
         Cmd::Demo => demo::run(out).map_err(Failure::from),
         Cmd::Walk {
             img,
+            all_roots,
             range,
             follow,
             format,
@@ -291,10 +576,13 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                     )));
                 }
             }
-            let (mem, roots) = open(&img)?;
+            let s = setup(&img, all_roots, "walk")?;
+            let images = s.dump.images();
+            let mem = Regions::new(&images)?;
+            let roots = s.roots;
             let (start, len) = range.map_or((0, u64::MAX), |(a, b)| (a, b - a));
             let walk = Walk::new(&mem, &roots)?
-                .with_mode(I686 { pse: !img.no_pse })
+                .with_mode(s.mode)
                 .with_owners(GrowableOwners::with_capacity(1024))
                 .range(start, len);
             if follow {
@@ -314,15 +602,18 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             out_base,
             verify,
             out: prefix,
+            all_roots,
         } => {
-            let (mem, roots) = open(&img)?;
+            let s = setup(&img, all_roots, "compact")?;
+            let images = s.dump.images();
+            let mem = Regions::new(&images)?;
             let job = compact::Job {
                 mem: &mem,
-                mapped: mem.bytes(),
+                mapped: s.dump.bytes(),
                 image: &img.image,
-                base: img.base,
-                roots: &roots,
-                mode: I686 { pse: !img.no_pse },
+                segments: &s.dump.segments,
+                roots: &s.roots,
+                mode: s.mode,
                 policy: ptwalk::compact::Policy {
                     skip: skip.into_iter().map(|(a, b)| a..b).collect(),
                     cow,
@@ -344,6 +635,58 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                 false => Err(Failure::VerifyFailed),
             }
         }
+        Cmd::Roots {
+            image,
+            base,
+            like,
+            no_pse,
+            format,
+        } => {
+            let dump = Dump::open(&image, base).map_err(|e| Failure::Error(e.msg))?;
+            let (mode, core) = dump_mode(&dump, no_pse)?;
+            let known: Vec<(PhysAddr, String)> = if like.is_empty() {
+                core.as_ref()
+                    .map(|(_, on)| vcpu_roots(on))
+                    .unwrap_or_default()
+            } else {
+                let like: Vec<PhysAddr> = like
+                    .iter()
+                    .map(|&r| I686::root_table(PhysAddr(r)))
+                    .collect();
+                check_roots(&dump, &like)?;
+                let mut known: Vec<(PhysAddr, String)> = Vec::new();
+                for r in like {
+                    if !known.iter().any(|(k, _)| *k == r) {
+                        known.push((r, "like".to_string()));
+                    }
+                }
+                known
+            };
+            let found = roots::find(&dump, mode, &known, true);
+            roots::print(&found, format, out).map_err(Failure::from)
+        }
+        Cmd::Map {
+            img,
+            all_roots,
+            format,
+        } => {
+            let s = setup(&img, all_roots, "map")?;
+            let images = s.dump.images();
+            let mem = Regions::new(&images)?;
+            map::map(&mem, s.mode, &s.roots, &s.labels, format, out).map_err(Failure::from)
+        }
+        Cmd::Tables {
+            img,
+            all_roots,
+            format,
+        } => {
+            let s = setup(&img, all_roots, "tables")?;
+            let images = s.dump.images();
+            let mem = Regions::new(&images)?;
+            // Duplicate roots are refused as the walk refuses them.
+            let _ = Walk::new(&mem, &s.roots)?;
+            map::print_tables(&mem, s.mode, &s.roots, format, out).map_err(Failure::from)
+        }
         Cmd::Translate { img, space, vas } => {
             // Every VA is checked before anything is printed.
             if let Some(va) = vas.iter().find(|&&va| !addressable(va)) {
@@ -352,8 +695,10 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                     <I686 as PagingMode>::VA_BITS
                 )));
             }
-            let (mem, roots) = open(&img)?;
-            let spaces = Spaces::new(&mem, &roots)?.with_mode(I686 { pse: !img.no_pse });
+            let s = setup(&img, false, "translate")?;
+            let images = s.dump.images();
+            let mem = Regions::new(&images)?;
+            let spaces = Spaces::new(&mem, &s.roots)?.with_mode(s.mode);
             for va in vas {
                 let t = spaces.translate(SpaceId(space), VirtAddr(va))?;
                 format::translation(VirtAddr(va), &t, out)?;
