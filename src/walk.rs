@@ -22,13 +22,14 @@
 //! owned table means.
 
 use arrayvec::ArrayVec;
+use core::borrow::Borrow;
 use core::fmt;
 use core::iter::FusedIterator;
 
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::{FaultReason, MemError, WalkError};
 use crate::event::{Aliasing, Fault, Invalid, Leaf, WalkEvent};
-use crate::mem::PhysMem;
+use crate::mem::{BLOCK, Entries, PhysMem, Table, TableView};
 use crate::mode::{Access, Entry, I686, PagingMode};
 use crate::owners::{Claim, DetectsAliases, NoOwners, Owners};
 use crate::resolve::{Resolution, resolve};
@@ -128,7 +129,7 @@ impl Roots<'_> {
 #[derive(Clone, Copy)]
 struct Frame<'a> {
     /// The whole table.
-    table: &'a [u8],
+    table: Table<'a>,
     /// VA mapped by entry 0.
     base: u64,
     /// Next entry to look at.
@@ -151,7 +152,7 @@ struct Frame<'a> {
 /// of its first entry.
 #[derive(Clone, Copy)]
 struct PtScan<'a> {
-    rest: &'a [u8],
+    rest: Table<'a>,
     va: u64,
     /// Effective access of the path above the page table.
     access: Access,
@@ -159,21 +160,18 @@ struct PtScan<'a> {
 
 impl PtScan<'_> {
     const IDLE: PtScan<'static> = PtScan {
-        rest: &[],
+        rest: Table::EMPTY,
         va: 0,
         access: Access::NONE,
     };
 }
 
-/// Bytes of entries tested at once when skipping absent entries.
-const BLOCK: usize = 64;
-
 /// Advances `rest` (and `va`) past whole blocks of absent entries, so that
 /// emptiness costs a few instructions per block rather than per entry.
 #[inline(always)]
-fn skip_absent<P: PagingMode>(rest: &mut &[u8], va: &mut u64) {
-    while let Some((block, tail)) = rest.split_first_chunk::<BLOCK>() {
-        if presence::<P>(block).0 {
+fn skip_absent<P: PagingMode, E: Entries>(rest: &mut E, va: &mut u64) {
+    while let Some((block, tail)) = rest.split_block() {
+        if presence::<P>(block.borrow()).0 {
             return;
         }
         *rest = tail;
@@ -428,7 +426,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     /// Pushes a frame scanning the entries of `table` (at `level`, mapping
     /// from `base`) that intersect the range.
     #[inline]
-    fn push(&mut self, table: &'a [u8], level: Level, base: u64, access: Access, followed: bool) {
+    fn push(&mut self, table: Table<'a>, level: Level, base: u64, access: Access, followed: bool) {
         let shift = P::shift(level);
         let n = P::entries(level) as u64;
         let first = self.start.saturating_sub(base) >> shift;
@@ -441,7 +439,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         if level == Level::PT {
             let e = P::ENTRY_BYTES;
             self.pt = PtScan {
-                rest: &table[first as usize * e..last as usize * e],
+                rest: table.range(first as usize * e, last as usize * e),
                 va: base + (first << shift),
                 access,
             };
@@ -479,7 +477,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         self.next_space = s + 1;
         self.space = s;
         let level = P::root_level();
-        match self.mem.lend(root, P::table_bytes(level)) {
+        match self.mem.table(root, P::table_bytes(level)) {
             Ok(t) => {
                 self.push(t, level, 0, Access::ALL, false);
                 Step::Continue
@@ -500,10 +498,10 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     }
 
     #[inline]
-    fn lend(&self, followed: bool, pa: PhysAddr, len: usize) -> Result<&'a [u8], MemError> {
+    fn table(&self, followed: bool, pa: PhysAddr, len: usize) -> Result<Table<'a>, MemError> {
         match (followed, self.policy.follow_in()) {
-            (true, Some(r)) => r.lend(pa, len),
-            _ => self.mem.lend(pa, len),
+            (true, Some(r)) => r.table(pa, len),
+            _ => self.mem.table(pa, len),
         }
     }
 
@@ -521,7 +519,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let child = Level(level.0 - 1);
         let bytes = P::table_bytes(child);
         // An unreadable table is never owned: check before claiming.
-        let t = match self.lend(followed, table, bytes) {
+        let t = match self.table(followed, table, bytes) {
             Ok(t) => t,
             Err(e) => return Step::Event(self.fault(va, child, table, e.into())),
         };
@@ -575,7 +573,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         match resolve(self.mode, r, owner_root, owner_va, level) {
             Resolution::Table(resolved) => {
                 let child = Level(level.0 - 1);
-                match r.lend(resolved, P::table_bytes(child)) {
+                match r.table(resolved, P::table_bytes(child)) {
                     Ok(t) => {
                         self.push(t, child, va, access, true);
                         Step::Continue
@@ -610,16 +608,25 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let i = top.next as usize;
         top.next += 1;
         let level = top.level;
-        let raw = P::load(top.table, i);
+        let raw = top.table.load::<P>(i);
         let va = top.base + ((i as u64) << P::shift(level));
         match self.mode.decode(raw, level) {
             Entry::Absent => {
                 // Skip the run of absent entries that follows, by blocks.
                 let e = P::ENTRY_BYTES;
-                let mut rest = &top.table[top.next as usize * e..top.end as usize * e];
+                let rest = top.table.range(top.next as usize * e, top.end as usize * e);
                 let mut unused_va = 0;
-                skip_absent::<P>(&mut rest, &mut unused_va);
-                top.next = top.end - (rest.len() / e) as u32;
+                let left = match rest.view() {
+                    TableView::Bytes(mut b) => {
+                        skip_absent::<P, _>(&mut b, &mut unused_va);
+                        b.len()
+                    }
+                    TableView::Volatile(mut v) => {
+                        skip_absent::<P, _>(&mut v, &mut unused_va);
+                        v.len()
+                    }
+                };
+                top.next = top.end - (left / e) as u32;
                 Step::Continue
             }
             Entry::Page(pa) => Step::Event(WalkEvent::Leaf(Leaf {
@@ -642,29 +649,37 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     /// The next leaf of the page table being scanned, if any is left.
     #[inline(always)]
     fn next_pt_leaf(&mut self) -> Option<WalkEvent> {
-        let e = P::ENTRY_BYTES;
-        let (mut rest, mut va) = (self.pt.rest, self.pt.va);
-        while let Some((entry, tail)) = rest.split_at_checked(e) {
-            let raw = P::load(entry, 0);
-            let this = va;
-            rest = tail;
-            va += 1 << P::PAGE_SHIFT;
-            if let Entry::Page(pa) = self.mode.decode(raw, Level::PT) {
-                self.pt.rest = rest;
-                self.pt.va = va;
-                return Some(pt_leaf::<P>(
-                    SpaceId(self.space),
-                    this,
-                    pa,
-                    raw,
-                    self.pt.access,
-                ));
-            }
-            skip_absent::<P>(&mut rest, &mut va);
+        let space = SpaceId(self.space);
+        match self.pt.rest.view() {
+            TableView::Bytes(rest) => next_leaf(self.mode, space, &mut self.pt, rest),
+            TableView::Volatile(rest) => next_leaf(self.mode, space, &mut self.pt, rest),
         }
-        self.pt.rest = rest;
-        None
     }
+}
+
+/// The next leaf among the entries `rest` of the page table `pt` scans;
+/// `pt.rest` becomes what is left after it.
+#[inline(always)]
+fn next_leaf<'a, P: PagingMode, E: Entries + Into<Table<'a>>>(
+    mode: P,
+    space: SpaceId,
+    pt: &mut PtScan<'a>,
+    mut rest: E,
+) -> Option<WalkEvent> {
+    let mut va = pt.va;
+    while let Some((raw, tail)) = rest.split_entry::<P>() {
+        let this = va;
+        rest = tail;
+        va += 1 << P::PAGE_SHIFT;
+        if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
+            pt.rest = rest.into();
+            pt.va = va;
+            return Some(pt_leaf::<P>(space, this, pa, raw, pt.access));
+        }
+        skip_absent::<P, E>(&mut rest, &mut va);
+    }
+    pt.rest = rest.into();
+    None
 }
 
 /// A 4 KiB leaf found in a page table.
@@ -692,17 +707,17 @@ fn pt_leaf<P: PagingMode>(
 /// block with no present entry is skipped whole, a block of present
 /// entries is emitted without testing each one.
 #[inline(always)]
-fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+fn scan_pt<P: PagingMode, E: Entries, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
     space: SpaceId,
-    pt: PtScan<'_>,
+    (mut rest, mut va, access): (E, u64, Access),
     mut acc: B,
     g: &mut G,
 ) -> B {
     let e = P::ENTRY_BYTES;
     let page = 1u64 << P::PAGE_SHIFT;
-    let (mut rest, mut va) = (pt.rest, pt.va);
-    while let Some((block, tail)) = rest.split_first_chunk::<BLOCK>() {
+    while let Some((block, tail)) = rest.split_block() {
+        let block: &[u8; BLOCK] = block.borrow();
         match presence::<P>(block) {
             (false, _) => {}
             (true, true) => {
@@ -711,7 +726,7 @@ fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
                     let pa = P::pte_frame(raw);
                     acc = g(
                         acc,
-                        pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+                        pt_leaf::<P>(space, va + k as u64 * page, pa, raw, access),
                     );
                 }
             }
@@ -721,7 +736,7 @@ fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
                     if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
                         acc = g(
                             acc,
-                            pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+                            pt_leaf::<P>(space, va + k as u64 * page, pa, raw, access),
                         );
                     }
                 }
@@ -731,11 +746,11 @@ fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
         va += (BLOCK / e) as u64 * page;
     }
     for k in 0..rest.len() / e {
-        let raw = P::load(rest, k);
+        let raw = rest.entry::<P>(k);
         if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
             acc = g(
                 acc,
-                pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+                pt_leaf::<P>(space, va + k as u64 * page, pa, raw, access),
             );
         }
     }
@@ -772,7 +787,13 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
         loop {
             if !self.pt.rest.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
-                acc = scan_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
+                let space = SpaceId(self.space);
+                acc = match pt.rest.view() {
+                    TableView::Bytes(b) => scan_pt(self.mode, space, (b, pt.va, pt.access), acc, &mut g),
+                    TableView::Volatile(v) => {
+                        scan_pt(self.mode, space, (v, pt.va, pt.access), acc, &mut g)
+                    }
+                };
             }
             match self.step() {
                 Step::Event(e) => acc = g(acc, e),
