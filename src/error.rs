@@ -56,7 +56,10 @@ impl fmt::Display for MemError {
                 write!(f, "{len} bytes at {pa} span two memory regions")
             }
             MemError::Live { pa, len } => {
-                write!(f, "{len} bytes at {pa} are live memory, never lent as a slice")
+                write!(
+                    f,
+                    "{len} bytes at {pa} are live memory, never lent as a slice"
+                )
             }
         }
     }

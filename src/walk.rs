@@ -29,7 +29,7 @@ use core::iter::FusedIterator;
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::{FaultReason, MemError, WalkError};
 use crate::event::{Aliasing, Fault, Invalid, Leaf, WalkEvent};
-use crate::mem::{BLOCK, Entries, PhysMem, Table, TableView};
+use crate::mem::{BLOCK, Entries, PhysMem, Table, TableView, VolatileSlice};
 use crate::mode::{Access, Entry, I686, PagingMode};
 use crate::owners::{Claim, DetectsAliases, NoOwners, Owners};
 use crate::resolve::{Resolution, resolve};
@@ -149,10 +149,12 @@ struct Frame<'a> {
 /// Kept apart from the directory frames so that both `next` and `fold`
 /// reach it without indexing the stack: `rest` is the part of the table
 /// still to scan (whole entries, ending at the range's end), `va` the VA
-/// of its first entry.
+/// of its first entry. A page table of live memory is scanned from `live`
+/// instead (then `rest` is empty), so the frozen path stays a plain slice.
 #[derive(Clone, Copy)]
 struct PtScan<'a> {
-    rest: Table<'a>,
+    rest: &'a [u8],
+    live: VolatileSlice<'a>,
     va: u64,
     /// Effective access of the path above the page table.
     access: Access,
@@ -160,7 +162,8 @@ struct PtScan<'a> {
 
 impl PtScan<'_> {
     const IDLE: PtScan<'static> = PtScan {
-        rest: Table::EMPTY,
+        rest: &[],
+        live: VolatileSlice::EMPTY,
         va: 0,
         access: Access::NONE,
     };
@@ -438,8 +441,18 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         };
         if level == Level::PT {
             let e = P::ENTRY_BYTES;
+            let (start, end) = (first as usize * e, last as usize * e);
+            let (rest, live) = match table.view() {
+                TableView::Bytes(t) => (&t[start..end], VolatileSlice::EMPTY),
+                TableView::Volatile(v) => (
+                    &[][..],
+                    v.subslice(start, end - start)
+                        .unwrap_or(VolatileSlice::EMPTY),
+                ),
+            };
             self.pt = PtScan {
-                rest: table.range(first as usize * e, last as usize * e),
+                rest,
+                live,
                 va: base + (first << shift),
                 access,
             };
@@ -606,29 +619,15 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             return Step::Continue;
         }
         let i = top.next as usize;
-        top.next += 1;
         let level = top.level;
-        let raw = top.table.load::<P>(i);
+        let (raw, next) = match top.table.view() {
+            TableView::Bytes(t) => dir_entry(self.mode, t, i, top.end, level),
+            TableView::Volatile(v) => dir_entry_live(self.mode, v, i, top.end, level),
+        };
+        top.next = next;
         let va = top.base + ((i as u64) << P::shift(level));
         match self.mode.decode(raw, level) {
-            Entry::Absent => {
-                // Skip the run of absent entries that follows, by blocks.
-                let e = P::ENTRY_BYTES;
-                let rest = top.table.range(top.next as usize * e, top.end as usize * e);
-                let mut unused_va = 0;
-                let left = match rest.view() {
-                    TableView::Bytes(mut b) => {
-                        skip_absent::<P, _>(&mut b, &mut unused_va);
-                        b.len()
-                    }
-                    TableView::Volatile(mut v) => {
-                        skip_absent::<P, _>(&mut v, &mut unused_va);
-                        v.len()
-                    }
-                };
-                top.next = top.end - (left / e) as u32;
-                Step::Continue
-            }
+            Entry::Absent => Step::Continue,
             Entry::Page(pa) => Step::Event(WalkEvent::Leaf(Leaf {
                 space: SpaceId(self.space),
                 va: VirtAddr(va),
@@ -650,35 +649,100 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     #[inline(always)]
     fn next_pt_leaf(&mut self) -> Option<WalkEvent> {
         let space = SpaceId(self.space);
-        match self.pt.rest.view() {
-            TableView::Bytes(rest) => next_leaf(self.mode, space, &mut self.pt, rest),
-            TableView::Volatile(rest) => next_leaf(self.mode, space, &mut self.pt, rest),
+        let pt = &mut self.pt;
+        let leaf = next_leaf(self.mode, space, &mut pt.rest, &mut pt.va, pt.access);
+        if leaf.is_some() || pt.live.is_empty() {
+            return leaf;
         }
+        next_live_leaf(self.mode, space, pt)
     }
 }
 
-/// The next leaf among the entries `rest` of the page table `pt` scans;
-/// `pt.rest` becomes what is left after it.
+/// Entry `i` of the directory entries `table` (`end` entries long, at
+/// `level`) and the index to look at next: `i + 1`, or past the run of
+/// absent entries that follows an absent entry (skipped by blocks).
 #[inline(always)]
-fn next_leaf<'a, P: PagingMode, E: Entries + Into<Table<'a>>>(
+fn dir_entry<P: PagingMode, E: Entries>(
+    mode: P,
+    table: E,
+    i: usize,
+    end: u32,
+    level: Level,
+) -> (u64, u32) {
+    let raw = table.entry::<P>(i);
+    let mut next = i as u32 + 1;
+    if let Entry::Absent = mode.decode(raw, level) {
+        let e = P::ENTRY_BYTES;
+        let mut rest = table.sub(next as usize * e, end as usize * e);
+        let mut unused_va = 0;
+        skip_absent::<P, E>(&mut rest, &mut unused_va);
+        next = end - (rest.len() / e) as u32;
+    }
+    (raw, next)
+}
+
+/// [`dir_entry`] in live memory, kept out of the frozen path's code.
+#[cold]
+#[inline(never)]
+fn dir_entry_live<P: PagingMode>(
+    mode: P,
+    table: VolatileSlice<'_>,
+    i: usize,
+    end: u32,
+    level: Level,
+) -> (u64, u32) {
+    dir_entry(mode, table, i, end, level)
+}
+
+/// [`next_leaf`] in a page table of live memory, kept out of the frozen
+/// path's code.
+#[cold]
+#[inline(never)]
+fn next_live_leaf<P: PagingMode>(
     mode: P,
     space: SpaceId,
-    pt: &mut PtScan<'a>,
-    mut rest: E,
+    pt: &mut PtScan<'_>,
 ) -> Option<WalkEvent> {
-    let mut va = pt.va;
-    while let Some((raw, tail)) = rest.split_entry::<P>() {
-        let this = va;
-        rest = tail;
-        va += 1 << P::PAGE_SHIFT;
+    next_leaf(mode, space, &mut pt.live, &mut pt.va, pt.access)
+}
+
+/// [`scan_pt`] over a page table of live memory, kept out of the frozen
+/// path's code.
+#[cold]
+#[inline(never)]
+fn scan_live_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    pt: PtScan<'_>,
+    acc: B,
+    g: &mut G,
+) -> B {
+    scan_pt(mode, space, (pt.live, pt.va, pt.access), acc, g)
+}
+
+/// The next leaf among the page-table entries `rest` (the first mapping
+/// `va`); both advance past it (`rest` to the end if there is none).
+#[inline(always)]
+fn next_leaf<P: PagingMode, E: Entries>(
+    mode: P,
+    space: SpaceId,
+    rest: &mut E,
+    va: &mut u64,
+    access: Access,
+) -> Option<WalkEvent> {
+    let (mut r, mut v) = (*rest, *va);
+    while let Some((raw, tail)) = r.split_entry::<P>() {
+        let this = v;
+        r = tail;
+        v += 1 << P::PAGE_SHIFT;
         if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
-            pt.rest = rest.into();
-            pt.va = va;
-            return Some(pt_leaf::<P>(space, this, pa, raw, pt.access));
+            *rest = r;
+            *va = v;
+            return Some(pt_leaf::<P>(space, this, pa, raw, access));
         }
-        skip_absent::<P, E>(&mut rest, &mut va);
+        skip_absent::<P, E>(&mut r, &mut v);
     }
-    pt.rest = rest.into();
+    *rest = r;
     None
 }
 
@@ -787,13 +851,11 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
         loop {
             if !self.pt.rest.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
-                let space = SpaceId(self.space);
-                acc = match pt.rest.view() {
-                    TableView::Bytes(b) => scan_pt(self.mode, space, (b, pt.va, pt.access), acc, &mut g),
-                    TableView::Volatile(v) => {
-                        scan_pt(self.mode, space, (v, pt.va, pt.access), acc, &mut g)
-                    }
-                };
+                let scan = (pt.rest, pt.va, pt.access);
+                acc = scan_pt(self.mode, SpaceId(self.space), scan, acc, &mut g);
+            } else if !self.pt.live.is_empty() {
+                let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
+                acc = scan_live_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
             }
             match self.step() {
                 Step::Event(e) => acc = g(acc, e),
