@@ -172,7 +172,19 @@ impl PtScan<'_> {
 /// Advances `rest` (and `va`) past whole blocks of absent entries, so that
 /// emptiness costs a few instructions per block rather than per entry.
 #[inline(always)]
-fn skip_absent<P: PagingMode, E: Entries>(rest: &mut E, va: &mut u64) {
+fn skip_absent<P: PagingMode>(rest: &mut &[u8], va: &mut u64) {
+    while let Some((block, tail)) = rest.split_first_chunk::<BLOCK>() {
+        if presence::<P>(block).0 {
+            return;
+        }
+        *rest = tail;
+        *va += ((BLOCK / P::ENTRY_BYTES) as u64) << P::PAGE_SHIFT;
+    }
+}
+
+/// [`skip_absent`] over any entries (live memory's).
+#[inline(always)]
+fn skip_absent_in<P: PagingMode, E: Entries>(rest: &mut E, va: &mut u64) {
     while let Some((block, tail)) = rest.split_block() {
         if presence::<P>(block.borrow()).0 {
             return;
@@ -619,15 +631,27 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             return Step::Continue;
         }
         let i = top.next as usize;
+        top.next += 1;
         let level = top.level;
-        let (raw, next) = match top.table.view() {
-            TableView::Bytes(t) => dir_entry(self.mode, t, i, top.end, level),
-            TableView::Volatile(v) => dir_entry_live(self.mode, v, i, top.end, level),
-        };
-        top.next = next;
+        let raw = top.table.load::<P>(i);
         let va = top.base + ((i as u64) << P::shift(level));
         match self.mode.decode(raw, level) {
-            Entry::Absent => Step::Continue,
+            Entry::Absent => {
+                // Skip the run of absent entries that follows, by blocks.
+                let e = P::ENTRY_BYTES;
+                let (start, end) = (top.next as usize * e, top.end as usize * e);
+                let left = match top.table.view() {
+                    TableView::Bytes(t) => {
+                        let mut rest = &t[start..end];
+                        let mut unused_va = 0;
+                        skip_absent::<P>(&mut rest, &mut unused_va);
+                        rest.len()
+                    }
+                    TableView::Volatile(v) => skip_live_entries::<P>(v.sub(start, end)),
+                };
+                top.next = top.end - (left / e) as u32;
+                Step::Continue
+            }
             Entry::Page(pa) => Step::Event(WalkEvent::Leaf(Leaf {
                 space: SpaceId(self.space),
                 va: VirtAddr(va),
@@ -654,56 +678,18 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         if leaf.is_some() || pt.live.is_empty() {
             return leaf;
         }
-        next_live_leaf(self.mode, space, pt)
+        next_leaf(self.mode, space, &mut pt.live, &mut pt.va, pt.access)
     }
 }
 
-/// Entry `i` of the directory entries `table` (`end` entries long, at
-/// `level`) and the index to look at next: `i + 1`, or past the run of
-/// absent entries that follows an absent entry (skipped by blocks).
-#[inline(always)]
-fn dir_entry<P: PagingMode, E: Entries>(
-    mode: P,
-    table: E,
-    i: usize,
-    end: u32,
-    level: Level,
-) -> (u64, u32) {
-    let raw = table.entry::<P>(i);
-    let mut next = i as u32 + 1;
-    if let Entry::Absent = mode.decode(raw, level) {
-        let e = P::ENTRY_BYTES;
-        let mut rest = table.sub(next as usize * e, end as usize * e);
-        let mut unused_va = 0;
-        skip_absent::<P, E>(&mut rest, &mut unused_va);
-        next = end - (rest.len() / e) as u32;
-    }
-    (raw, next)
-}
-
-/// [`dir_entry`] in live memory, kept out of the frozen path's code.
+/// Bytes left of the live entries `rest` after skipping the absent
+/// entries they start with (by blocks); kept out of the frozen path.
 #[cold]
 #[inline(never)]
-fn dir_entry_live<P: PagingMode>(
-    mode: P,
-    table: VolatileSlice<'_>,
-    i: usize,
-    end: u32,
-    level: Level,
-) -> (u64, u32) {
-    dir_entry(mode, table, i, end, level)
-}
-
-/// [`next_leaf`] in a page table of live memory, kept out of the frozen
-/// path's code.
-#[cold]
-#[inline(never)]
-fn next_live_leaf<P: PagingMode>(
-    mode: P,
-    space: SpaceId,
-    pt: &mut PtScan<'_>,
-) -> Option<WalkEvent> {
-    next_leaf(mode, space, &mut pt.live, &mut pt.va, pt.access)
+fn skip_live_entries<P: PagingMode>(mut rest: VolatileSlice<'_>) -> usize {
+    let mut unused_va = 0;
+    skip_absent_in::<P, _>(&mut rest, &mut unused_va);
+    rest.len()
 }
 
 /// [`scan_pt`] over a page table of live memory, kept out of the frozen
@@ -717,7 +703,7 @@ fn scan_live_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     acc: B,
     g: &mut G,
 ) -> B {
-    scan_pt(mode, space, (pt.live, pt.va, pt.access), acc, g)
+    scan_entries(mode, space, (pt.live, pt.va, pt.access), acc, g)
 }
 
 /// The next leaf among the page-table entries `rest` (the first mapping
@@ -740,7 +726,7 @@ fn next_leaf<P: PagingMode, E: Entries>(
             *va = v;
             return Some(pt_leaf::<P>(space, this, pa, raw, access));
         }
-        skip_absent::<P, E>(&mut r, &mut v);
+        skip_absent_in::<P, E>(&mut r, &mut v);
     }
     *rest = r;
     None
@@ -771,7 +757,62 @@ fn pt_leaf<P: PagingMode>(
 /// block with no present entry is skipped whole, a block of present
 /// entries is emitted without testing each one.
 #[inline(always)]
-fn scan_pt<P: PagingMode, E: Entries, B, G: FnMut(B, WalkEvent) -> B>(
+fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    pt: PtScan<'_>,
+    mut acc: B,
+    g: &mut G,
+) -> B {
+    let e = P::ENTRY_BYTES;
+    let page = 1u64 << P::PAGE_SHIFT;
+    let (mut rest, mut va) = (pt.rest, pt.va);
+    while let Some((block, tail)) = rest.split_first_chunk::<BLOCK>() {
+        match presence::<P>(block) {
+            (false, _) => {}
+            (true, true) => {
+                for k in 0..BLOCK / e {
+                    let raw = P::load(block, k);
+                    let pa = P::pte_frame(raw);
+                    acc = g(
+                        acc,
+                        pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+                    );
+                }
+            }
+            (true, false) => {
+                for k in 0..BLOCK / e {
+                    let raw = P::load(block, k);
+                    if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
+                        acc = g(
+                            acc,
+                            pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+                        );
+                    }
+                }
+            }
+        }
+        rest = tail;
+        va += (BLOCK / e) as u64 * page;
+    }
+    for k in 0..rest.len() / e {
+        let raw = P::load(rest, k);
+        if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
+            acc = g(
+                acc,
+                pt_leaf::<P>(space, va + k as u64 * page, pa, raw, pt.access),
+            );
+        }
+    }
+    acc
+}
+
+/// [`scan_pt`] over any entries (live memory's): every present entry is a
+/// leaf handed to `g`. The table is taken a block of entries at a time: a
+/// block with no present entry is skipped whole, a block of present
+/// entries is emitted without testing each one.
+#[inline(always)]
+fn scan_entries<P: PagingMode, E: Entries, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
     space: SpaceId,
     (mut rest, mut va, access): (E, u64, Access),
@@ -851,8 +892,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
         loop {
             if !self.pt.rest.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
-                let scan = (pt.rest, pt.va, pt.access);
-                acc = scan_pt(self.mode, SpaceId(self.space), scan, acc, &mut g);
+                acc = scan_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
             } else if !self.pt.live.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
                 acc = scan_live_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
