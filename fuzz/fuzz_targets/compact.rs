@@ -35,5 +35,9 @@ fuzz_target!(|data: &[u8]| {
         return; // e.g. an address the rebuilt tables cannot encode
     };
     let report = verify(mode, &c.mem[..], &c.roots, &out, &out.roots, &policy);
-    assert!(report.is_ok(), "compact-then-verify failed: {report:#?}\n{:?}", out.stats);
+    assert!(
+        report.is_ok(),
+        "compact-then-verify failed: {report:#?}\n{:?}",
+        out.stats
+    );
 });

@@ -25,7 +25,11 @@ pub struct Case {
 /// A root from two bytes: one of the first 32 pages, page-aligned or at
 /// a multiple of 32 bytes into it (tables need not be aligned).
 fn root(page: u8, off: u8) -> PhysAddr {
-    let off = if off & 0x80 == 0 { 0 } else { u64::from(off & 0x7F) << 5 };
+    let off = if off & 0x80 == 0 {
+        0
+    } else {
+        u64::from(off & 0x7F) << 5
+    };
     PhysAddr((u64::from(page) % SPARSE_PAGES as u64) << 12 | off)
 }
 
@@ -39,7 +43,9 @@ pub fn decode(data: &[u8]) -> Case {
     let pse = flags & 1 != 0;
     let nroots = 1 + usize::from((flags >> 1) & 3);
     let sparse = flags & 8 != 0;
-    let roots = (0..nroots).map(|i| root(h[1 + 2 * i], h[2 + 2 * i])).collect();
+    let roots = (0..nroots)
+        .map(|i| root(h[1 + 2 * i], h[2 + 2 * i]))
+        .collect();
     let mut address = u64::from(u32::from_le_bytes([h[9], h[10], h[11], h[12]]));
     let mut len = u64::from(u32::from_le_bytes([h[13], h[14], h[15], h[16]]));
     if flags & 0x10 != 0 {

@@ -85,7 +85,10 @@ fuzz_target!(|data: &[u8]| {
     let bound = bound(&c);
     let roots: Vec<u64> = c.roots.iter().map(|r| r.0).collect();
     let model = |consumer| common::model(&c.mem, &roots, c.pse, c.address, c.len, consumer);
-    let want = [model(Consumer::References), model(Consumer::FollowIn(&c.mem))];
+    let want = [
+        model(Consumer::References),
+        model(Consumer::FollowIn(&c.mem)),
+    ];
     let ptr = c.mem.as_ptr();
     // SAFETY: `c.mem` outlives `live` and nobody writes it meanwhile (a
     // frozen buffer is trivially fine for the volatile backend).
@@ -93,9 +96,15 @@ fuzz_target!(|data: &[u8]| {
     for (follow, want) in [false, true].into_iter().zip(&want) {
         for by_fold in [false, true] {
             let have = events(&c.mem[..], &c, follow, by_fold, bound);
-            assert_eq!(&have, want, "follow {follow}, fold {by_fold}: walk differs from the model");
+            assert_eq!(
+                &have, want,
+                "follow {follow}, fold {by_fold}: walk differs from the model"
+            );
             let have = events(&live, &c, follow, by_fold, bound);
-            assert_eq!(&have, want, "follow {follow}, fold {by_fold}: volatile walk differs");
+            assert_eq!(
+                &have, want,
+                "follow {follow}, fold {by_fold}: volatile walk differs"
+            );
         }
     }
 });
