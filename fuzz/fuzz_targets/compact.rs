@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let skip_end = c.address.saturating_add(c.len);
     let policy = Policy {
         skip: if p & 0x10 != 0 && c.address < skip_end {
-            vec![c.address..skip_end]
+            core::iter::once(c.address..skip_end).collect()
         } else {
             Vec::new()
         },
