@@ -161,7 +161,7 @@ pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
     let mut level = Level(P::LEVELS);
     let mut access = Access::ALL;
     loop {
-        let t = match mem.lend(table, P::table_bytes(level)) {
+        let t = match mem.table(table, P::table_bytes(level)) {
             Ok(t) => t,
             Err(e) => {
                 let region = P::shift(level) + P::index_bits(level);
@@ -179,7 +179,7 @@ pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
                 });
             }
         };
-        let raw = P::load(t, P::index(va.0, level));
+        let raw = t.load::<P>(P::index(va.0, level));
         access = access & P::access(raw);
         match mode.decode(raw, level) {
             Entry::Absent => return Translation::Unmapped,

@@ -24,6 +24,14 @@ pub enum MemError {
         /// Bytes asked for.
         len: u64,
     },
+    /// `[pa, pa + len)` is live memory (a running guest), which is read
+    /// with volatile loads and never lent as a slice.
+    Live {
+        /// First byte asked for.
+        pa: PhysAddr,
+        /// Bytes asked for.
+        len: u64,
+    },
 }
 
 impl MemError {
@@ -31,7 +39,9 @@ impl MemError {
     #[must_use]
     pub const fn pa(self) -> PhysAddr {
         match self {
-            MemError::OutOfBounds { pa, .. } | MemError::Split { pa, .. } => pa,
+            MemError::OutOfBounds { pa, .. }
+            | MemError::Split { pa, .. }
+            | MemError::Live { pa, .. } => pa,
         }
     }
 }
@@ -44,6 +54,12 @@ impl fmt::Display for MemError {
             }
             MemError::Split { pa, len } => {
                 write!(f, "{len} bytes at {pa} span two memory regions")
+            }
+            MemError::Live { pa, len } => {
+                write!(
+                    f,
+                    "{len} bytes at {pa} are live memory, never lent as a slice"
+                )
             }
         }
     }
@@ -59,6 +75,9 @@ pub enum FaultReason {
     OutOfBounds,
     /// The table spans two separately backed memory regions.
     Split,
+    /// The table is live memory and something asked to borrow it as a
+    /// slice (the walk itself never does).
+    Live,
     /// The owner index is full: the table could not be recorded, so it is
     /// not descended (an alias is never silently missed).
     IndexFull,
@@ -74,6 +93,7 @@ impl FaultReason {
         match self {
             FaultReason::OutOfBounds => "out-of-bounds",
             FaultReason::Split => "split",
+            FaultReason::Live => "live",
             FaultReason::IndexFull => "index-full",
             FaultReason::Reserved => "reserved",
         }
@@ -85,6 +105,7 @@ impl From<MemError> for FaultReason {
         match e {
             MemError::OutOfBounds { .. } => FaultReason::OutOfBounds,
             MemError::Split { .. } => FaultReason::Split,
+            MemError::Live { .. } => FaultReason::Live,
         }
     }
 }

@@ -73,7 +73,11 @@
 //! The walk itself builds and runs with none of them.
 
 #![no_std]
+// `unsafe` is allowed only where it is needed: the raw-pointer memory
+// backends in `mem`, each item with its contract.
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![doc(test(attr(deny(warnings))))]
 // Keep no_std honest (the binary and tests are std code and exempt).
 #![warn(
@@ -94,7 +98,9 @@ mod error;
 pub use error::{FaultReason, MemError, WalkError};
 
 mod mem;
-pub use mem::{Image, PhysMem, RawMem, Regions, RegionsError};
+pub use mem::{
+    Image, PhysMem, RawMem, Regions, RegionsError, Table, TableView, VolatileMem, VolatileSlice,
+};
 
 pub mod mode;
 pub use mode::{Access, I686, PagingMode};

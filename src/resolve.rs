@@ -105,7 +105,7 @@ pub(crate) fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
     let mut table = P::root_table(root);
     let mut l = P::root_level();
     loop {
-        let bytes = match mem.lend(table, P::table_bytes(l)) {
+        let bytes = match mem.table(table, P::table_bytes(l)) {
             Ok(b) => b,
             Err(e) => {
                 return Lookup::Fault {
@@ -115,7 +115,7 @@ pub(crate) fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
                 };
             }
         };
-        let raw = P::load(bytes, P::index(va.0, l));
+        let raw = bytes.load::<P>(P::index(va.0, l));
         if l == level {
             return Lookup::Entry(raw);
         }

@@ -22,13 +22,14 @@
 //! owned table means.
 
 use arrayvec::ArrayVec;
+use core::borrow::Borrow;
 use core::fmt;
 use core::iter::FusedIterator;
 
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::{FaultReason, MemError, WalkError};
 use crate::event::{Aliasing, Fault, Invalid, Leaf, WalkEvent};
-use crate::mem::PhysMem;
+use crate::mem::{BLOCK, Entries, PhysMem, Table, TableView, VolatileSlice};
 use crate::mode::{Access, Entry, I686, PagingMode};
 use crate::owners::{Claim, DetectsAliases, NoOwners, Owners};
 use crate::resolve::{Resolution, resolve};
@@ -133,7 +134,7 @@ impl Roots<'_> {
 #[derive(Clone, Copy)]
 struct Frame<'a> {
     /// The whole table.
-    table: &'a [u8],
+    table: Table<'a>,
     /// VA mapped by entry 0.
     base: u64,
     /// Next entry to look at.
@@ -153,10 +154,12 @@ struct Frame<'a> {
 /// Kept apart from the directory frames so that both `next` and `fold`
 /// reach it without indexing the stack: `rest` is the part of the table
 /// still to scan (whole entries, ending at the range's end), `va` the VA
-/// of its first entry.
+/// of its first entry. A page table of live memory is scanned from `live`
+/// instead (then `rest` is empty), so the frozen path stays a plain slice.
 #[derive(Clone, Copy)]
 struct PtScan<'a> {
     rest: &'a [u8],
+    live: VolatileSlice<'a>,
     va: u64,
     /// Effective access of the path above the page table.
     access: Access,
@@ -165,13 +168,11 @@ struct PtScan<'a> {
 impl PtScan<'_> {
     const IDLE: PtScan<'static> = PtScan {
         rest: &[],
+        live: VolatileSlice::EMPTY,
         va: 0,
         access: Access::NONE,
     };
 }
-
-/// Bytes of entries tested at once when skipping absent entries.
-const BLOCK: usize = 64;
 
 /// Advances `rest` (and `va`) past whole blocks of absent entries, so that
 /// emptiness costs a few instructions per block rather than per entry.
@@ -179,6 +180,18 @@ const BLOCK: usize = 64;
 fn skip_absent<P: PagingMode>(rest: &mut &[u8], va: &mut u64) {
     while let Some((block, tail)) = rest.split_first_chunk::<BLOCK>() {
         if presence::<P>(block).0 {
+            return;
+        }
+        *rest = tail;
+        *va += ((BLOCK / P::ENTRY_BYTES) as u64) << P::PAGE_SHIFT;
+    }
+}
+
+/// [`skip_absent`] over any entries (live memory's).
+#[inline(always)]
+fn skip_absent_in<P: PagingMode, E: Entries>(rest: &mut E, va: &mut u64) {
+    while let Some((block, tail)) = rest.split_block() {
+        if presence::<P>(block.borrow()).0 {
             return;
         }
         *rest = tail;
@@ -433,7 +446,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     /// Pushes a frame scanning the entries of `table` (at `level`, mapping
     /// from `base`) that intersect the range.
     #[inline]
-    fn push(&mut self, table: &'a [u8], level: Level, base: u64, access: Access, followed: bool) {
+    fn push(&mut self, table: Table<'a>, level: Level, base: u64, access: Access, followed: bool) {
         let shift = P::shift(level);
         let n = P::entries(level) as u64;
         let first = self.start.saturating_sub(base) >> shift;
@@ -445,8 +458,18 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         };
         if level == Level::PT {
             let e = P::ENTRY_BYTES;
+            let (start, end) = (first as usize * e, last as usize * e);
+            let (rest, live) = match table.view() {
+                TableView::Bytes(t) => (&t[start..end], VolatileSlice::EMPTY),
+                TableView::Volatile(v) => (
+                    &[][..],
+                    v.subslice(start, end - start)
+                        .unwrap_or(VolatileSlice::EMPTY),
+                ),
+            };
             self.pt = PtScan {
-                rest: &table[first as usize * e..last as usize * e],
+                rest,
+                live,
                 va: base + (first << shift),
                 access,
             };
@@ -485,7 +508,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         self.space = s;
         let level = P::root_level();
         let root = P::root_table(root);
-        match self.mem.lend(root, P::table_bytes(level)) {
+        match self.mem.table(root, P::table_bytes(level)) {
             Ok(t) => {
                 self.push(t, level, 0, Access::ALL, false);
                 Step::Continue
@@ -506,10 +529,10 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     }
 
     #[inline]
-    fn lend(&self, followed: bool, pa: PhysAddr, len: usize) -> Result<&'a [u8], MemError> {
+    fn table(&self, followed: bool, pa: PhysAddr, len: usize) -> Result<Table<'a>, MemError> {
         match (followed, self.policy.follow_in()) {
-            (true, Some(r)) => r.lend(pa, len),
-            _ => self.mem.lend(pa, len),
+            (true, Some(r)) => r.table(pa, len),
+            _ => self.mem.table(pa, len),
         }
     }
 
@@ -527,7 +550,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let child = Level(level.0 - 1);
         let bytes = P::table_bytes(child);
         // An unreadable table is never owned: check before claiming.
-        let t = match self.lend(followed, table, bytes) {
+        let t = match self.table(followed, table, bytes) {
             Ok(t) => t,
             Err(e) => return Step::Event(self.fault(va, child, table, e.into())),
         };
@@ -581,7 +604,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         match resolve(self.mode, r, P::root_table(owner_root), owner_va, level) {
             Resolution::Table(resolved) => {
                 let child = Level(level.0 - 1);
-                match r.lend(resolved, P::table_bytes(child)) {
+                match r.table(resolved, P::table_bytes(child)) {
                     Ok(t) => {
                         self.push(t, child, va, access, true);
                         Step::Continue
@@ -616,16 +639,23 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let i = top.next as usize;
         top.next += 1;
         let level = top.level;
-        let raw = P::load(top.table, i);
+        let raw = top.table.load::<P>(i);
         let va = top.base + ((i as u64) << P::shift(level));
         match self.mode.decode(raw, level) {
             Entry::Absent => {
                 // Skip the run of absent entries that follows, by blocks.
                 let e = P::ENTRY_BYTES;
-                let mut rest = &top.table[top.next as usize * e..top.end as usize * e];
-                let mut unused_va = 0;
-                skip_absent::<P>(&mut rest, &mut unused_va);
-                top.next = top.end - (rest.len() / e) as u32;
+                let (start, end) = (top.next as usize * e, top.end as usize * e);
+                let left = match top.table.view() {
+                    TableView::Bytes(t) => {
+                        let mut rest = &t[start..end];
+                        let mut unused_va = 0;
+                        skip_absent::<P>(&mut rest, &mut unused_va);
+                        rest.len()
+                    }
+                    TableView::Volatile(v) => skip_live_entries::<P>(v.sub(start, end)),
+                };
+                top.next = top.end - (left / e) as u32;
                 Step::Continue
             }
             Entry::Page(pa) => Step::Event(WalkEvent::Leaf(Leaf {
@@ -649,29 +679,64 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     /// The next leaf of the page table being scanned, if any is left.
     #[inline(always)]
     fn next_pt_leaf(&mut self) -> Option<WalkEvent> {
-        let e = P::ENTRY_BYTES;
-        let (mut rest, mut va) = (self.pt.rest, self.pt.va);
-        while let Some((entry, tail)) = rest.split_at_checked(e) {
-            let raw = P::load(entry, 0);
-            let this = va;
-            rest = tail;
-            va += 1 << P::PAGE_SHIFT;
-            if let Entry::Page(pa) = self.mode.decode(raw, Level::PT) {
-                self.pt.rest = rest;
-                self.pt.va = va;
-                return Some(pt_leaf::<P>(
-                    SpaceId(self.space),
-                    this,
-                    pa,
-                    raw,
-                    self.pt.access,
-                ));
-            }
-            skip_absent::<P>(&mut rest, &mut va);
+        let space = SpaceId(self.space);
+        let pt = &mut self.pt;
+        let leaf = next_leaf(self.mode, space, &mut pt.rest, &mut pt.va, pt.access);
+        if leaf.is_some() || pt.live.is_empty() {
+            return leaf;
         }
-        self.pt.rest = rest;
-        None
+        next_leaf(self.mode, space, &mut pt.live, &mut pt.va, pt.access)
     }
+}
+
+/// Bytes left of the live entries `rest` after skipping the absent
+/// entries they start with (by blocks); kept out of the frozen path.
+#[cold]
+#[inline(never)]
+fn skip_live_entries<P: PagingMode>(mut rest: VolatileSlice<'_>) -> usize {
+    let mut unused_va = 0;
+    skip_absent_in::<P, _>(&mut rest, &mut unused_va);
+    rest.len()
+}
+
+/// [`scan_pt`] over a page table of live memory, kept out of the frozen
+/// path's code.
+#[cold]
+#[inline(never)]
+fn scan_live_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    pt: PtScan<'_>,
+    acc: B,
+    g: &mut G,
+) -> B {
+    scan_entries(mode, space, (pt.live, pt.va, pt.access), acc, g)
+}
+
+/// The next leaf among the page-table entries `rest` (the first mapping
+/// `va`); both advance past it (`rest` to the end if there is none).
+#[inline(always)]
+fn next_leaf<P: PagingMode, E: Entries>(
+    mode: P,
+    space: SpaceId,
+    rest: &mut E,
+    va: &mut u64,
+    access: Access,
+) -> Option<WalkEvent> {
+    let (mut r, mut v) = (*rest, *va);
+    while let Some((raw, tail)) = r.split_entry::<P>() {
+        let this = v;
+        r = tail;
+        v += 1 << P::PAGE_SHIFT;
+        if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
+            *rest = r;
+            *va = v;
+            return Some(pt_leaf::<P>(space, this, pa, raw, access));
+        }
+        skip_absent_in::<P, E>(&mut r, &mut v);
+    }
+    *rest = r;
+    None
 }
 
 /// A 4 KiB leaf found in a page table.
@@ -749,6 +814,61 @@ fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     acc
 }
 
+/// [`scan_pt`] over any entries (live memory's): every present entry is a
+/// leaf handed to `g`. The table is taken a block of entries at a time: a
+/// block with no present entry is skipped whole, a block of present
+/// entries is emitted without testing each one.
+#[inline(always)]
+fn scan_entries<P: PagingMode, E: Entries, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    (mut rest, mut va, access): (E, u64, Access),
+    mut acc: B,
+    g: &mut G,
+) -> B {
+    let e = P::ENTRY_BYTES;
+    let page = 1u64 << P::PAGE_SHIFT;
+    while let Some((block, tail)) = rest.split_block() {
+        let block: &[u8; BLOCK] = block.borrow();
+        match presence::<P>(block) {
+            (false, _) => {}
+            (true, true) => {
+                for k in 0..BLOCK / e {
+                    let raw = P::load(block, k);
+                    let pa = P::pte_frame(raw);
+                    acc = g(
+                        acc,
+                        pt_leaf::<P>(space, va + k as u64 * page, pa, raw, access),
+                    );
+                }
+            }
+            (true, false) => {
+                for k in 0..BLOCK / e {
+                    let raw = P::load(block, k);
+                    if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
+                        acc = g(
+                            acc,
+                            pt_leaf::<P>(space, va + k as u64 * page, pa, raw, access),
+                        );
+                    }
+                }
+            }
+        }
+        rest = tail;
+        va += (BLOCK / e) as u64 * page;
+    }
+    for k in 0..rest.len() / e {
+        let raw = rest.entry::<P>(k);
+        if let Entry::Page(pa) = mode.decode(raw, Level::PT) {
+            acc = g(
+                acc,
+                pt_leaf::<P>(space, va + k as u64 * page, pa, raw, access),
+            );
+        }
+    }
+    acc
+}
+
 impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iterator
     for Walk<'a, P, M, O, F>
 {
@@ -780,6 +900,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
             if !self.pt.rest.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
                 acc = scan_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
+            } else if !self.pt.live.is_empty() {
+                let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
+                acc = scan_live_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
             }
             match self.step() {
                 Step::Event(e) => acc = g(acc, e),
