@@ -1188,3 +1188,23 @@ fn verify_catches_a_dropped_partial_large_page() {
         "{r:#?}"
     );
 }
+
+/// `--split-large` cannot split device memory a 4 KiB entry cannot
+/// address (a PSE-36 page above 4 GiB): it stays one large page, in place,
+/// instead of failing the whole compaction.
+#[test]
+fn a_device_page_above_4_gib_stays_large_when_splitting() {
+    let mut img = ImageBuilder::new();
+    let root = img.alloc();
+    let pde = 0x0040_0000 | (1 << 13) | PS | P | RW; // PA 0x1_0040_0000
+    img.put(root, KVA >> 22, pde);
+    let roots = vec![PhysAddr(root.into())];
+    let splitting = Policy {
+        split_large: true,
+        ..Policy::default()
+    };
+    let out = compact(&img.buf, &roots, &splitting);
+    let leaf = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1).next().unwrap();
+    assert_eq!((leaf.pa.0, leaf.size()), (0x1_0040_0000, 4 << 20));
+    assert!(verified(&img.buf, &roots, &out, &splitting));
+}

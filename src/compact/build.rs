@@ -89,7 +89,18 @@ impl<M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Source<'_, '_, M, 
             && (0..size)
                 .step_by(1 << P::PAGE_SHIFT)
                 .any(|off| self.contents.lend(PhysAddr(src + off), 4096).is_ok());
-        if partial || self.policy.splits(va, size) {
+        // Device memory beyond what a 4 KiB entry can address (PSE-36
+        // frames above 4 GiB on i686) cannot be split: unless a skipped
+        // range cuts it, it stays one large page.
+        let unsplittable = large
+            && !whole
+            && !partial
+            && !self.policy.skips_any(va, size)
+            && self
+                .mode
+                .page_entry(PhysAddr(src), Level::PT, P::small_flags(flags))
+                .is_none();
+        if !unsplittable && (partial || self.policy.splits(va, size)) {
             if partial {
                 visit(Piece::Partial)?;
             }
