@@ -34,10 +34,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(out) = compactor.with_mode(mode).policy(policy.clone()).run() else {
         return; // e.g. an address the rebuilt tables cannot encode
     };
-    let report = verify(mode, &c.mem[..], &c.roots, &out, &out.roots, &policy);
+    let report = verify(mode, &c.mem[..], &c.roots, &out, out.roots(), &policy);
     assert!(
         report.is_ok(),
         "compact-then-verify failed: {report:#?}\n{:?}",
-        out.stats
+        out.stats()
     );
 });
