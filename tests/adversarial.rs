@@ -651,6 +651,10 @@ fn a_root_given_as_cr3_with_pwt_and_pcd_walks_its_directory() {
     let expect = [leaf4k(0, 0, 0x10_0000, 0x0010_0003, WRITABLE)];
     assert_eq!(case(&img.buf[..], &cr3).refs(), expect);
     assert_eq!(case(&img.buf[..], &cr3).follow_as_hardware(), expect);
+    assert!(matches!(
+        translate(&img.buf[..], &cr3, 0, 0x123),
+        Translation::Mapped(l) if l.pa.0 == 0x10_0000
+    ));
     // The same directory given twice (with and without the flags) is a
     // duplicate root.
     let twice = roots(&[a, a | 0x18]);
