@@ -141,7 +141,13 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
             .roots
             .get(space.index())
             .ok_or(WalkError::NoSuchSpace(space.index()))?;
-        Ok(translate(self.mode, self.mem, space, P::root_table(root), va))
+        Ok(translate(
+            self.mode,
+            self.mem,
+            space,
+            P::root_table(root),
+            va,
+        ))
     }
 }
 

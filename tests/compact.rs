@@ -1204,7 +1204,9 @@ fn a_device_page_above_4_gib_stays_large_when_splitting() {
         ..Policy::default()
     };
     let out = compact(&img.buf, &roots, &splitting);
-    let leaf = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1).next().unwrap();
+    let leaf = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1)
+        .next()
+        .unwrap();
     assert_eq!((leaf.pa.0, leaf.size()), (0x1_0040_0000, 4 << 20));
     assert!(verified(&img.buf, &roots, &out, &splitting));
 }
