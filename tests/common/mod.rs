@@ -225,7 +225,9 @@ pub fn qc_tests(default: u64) -> u64 {
 
 /// The quickcheck runner for a property: `default_tests` cases (or the
 /// long-mode count, see [`qc_tests`]) generated at size `size`. Every
-/// property in tests/ goes through this.
+/// property in tests/ goes through this. (Only in test builds: the fuzz
+/// targets include this file for the reference model, without quickcheck.)
+#[cfg(test)]
 pub fn qc(default_tests: u64, size: usize) -> quickcheck::QuickCheck {
     let tests = qc_tests(default_tests);
     quickcheck::QuickCheck::new()
