@@ -1181,12 +1181,55 @@ fn verify_catches_a_dropped_partial_large_page() {
         0x0040_0000 | PS | P | RW,
     );
     let r = check(&mem, &roots, &out);
+    // The in-memory frame is no longer copied, and the page that had to
+    // be split is one large page again.
     assert!(
-        r.mismatches
-            .iter()
-            .any(|m| matches!(m, Mismatch::Contents { va, .. } if va.0 == u64::from(KVA))),
+        r.mismatches.iter().any(|m| matches!(
+            m,
+            Mismatch::PageSize { va, expected: 4096, .. } if va.0 == u64::from(KVA)
+        )),
         "{r:#?}"
     );
+    assert!(r.total_mismatches > 1024, "{}", r.total_mismatches);
+}
+
+/// A large page wholly in memory stays large even when it spans two
+/// regions of memory (two dump segments that touch).
+#[test]
+fn a_large_page_across_two_regions_stays_large() {
+    let mut img = ImageBuilder::new();
+    let root = img.alloc();
+    img.buf.resize(0x80_0000, 0);
+    img.buf[0x40_0000..0x40_0004].copy_from_slice(b"low.");
+    img.buf[0x60_0000..0x60_0004].copy_from_slice(b"high");
+    img.put(root, KVA >> 22, 0x0040_0000 | PS | P | RW);
+    let (low, high) = img.buf.split_at(0x60_0000);
+    let regions = [
+        Image::new(PhysAddr(0), low),
+        Image::new(PhysAddr(0x60_0000), high),
+    ];
+    let mem = ptwalk::Regions::new(&regions).unwrap();
+    let roots = [PhysAddr(root.into())];
+    let out = Compactor::new(&mem, &roots).unwrap().run().unwrap();
+    let st = out.stats();
+    assert_eq!((st.large_pages_split, st.pages_copied), (0, 1024), "{st:?}");
+    let leaf = virt_to_phys(&out, out.roots()[0], u64::from(KVA), 1)
+        .next()
+        .unwrap();
+    assert_eq!(leaf.size(), 4 << 20);
+    assert_eq!(
+        out.lend(PhysAddr(leaf.pa.0 + 0x20_0000), 4).unwrap(),
+        b"high"
+    );
+    let r = verify(
+        I686::default(),
+        &mem,
+        &roots,
+        &out,
+        out.roots(),
+        &Policy::default(),
+    );
+    assert!(r.is_ok(), "{r:#?}");
 }
 
 /// `--split-large` cannot split device memory a 4 KiB entry cannot

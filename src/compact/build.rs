@@ -83,12 +83,20 @@ impl<M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Source<'_, '_, M, 
         }
         let large = level.0 > 1;
         let flags = P::flags(entry, large);
-        let whole = self.contents.lend(PhysAddr(src), size as usize).is_ok();
-        let partial = large
-            && !whole
-            && (0..size)
+        // In memory frame by frame: a page spanning two regions of memory
+        // (two dump segments that touch) is still wholly in memory.
+        let (whole, partial) = if self.contents.lend(PhysAddr(src), size as usize).is_ok() {
+            (true, false)
+        } else if large {
+            let inside = (0..size)
                 .step_by(1 << P::PAGE_SHIFT)
-                .any(|off| self.contents.lend(PhysAddr(src + off), 4096).is_ok());
+                .filter(|off| self.contents.lend(PhysAddr(src + off), 4096).is_ok())
+                .count() as u64;
+            let frames = size >> P::PAGE_SHIFT;
+            (inside == frames, inside > 0 && inside < frames)
+        } else {
+            (false, false)
+        };
         // Device memory beyond what a 4 KiB entry can address (PSE-36
         // frames above 4 GiB on i686) cannot be split: unless a skipped
         // range cuts it, it stays one large page.

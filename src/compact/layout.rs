@@ -46,23 +46,26 @@ impl Placement {
     /// Places `extents` (ascending by source) from `base`: most aligned
     /// first, each at the lowest address congruent to its source modulo
     /// its alignment, smaller ones filling the gaps alignment leaves.
-    pub(crate) fn new(sources: &[SourceExtent], base: u64) -> Placement {
+    /// `None` if they do not fit below 2^64.
+    pub(crate) fn new(sources: &[SourceExtent], base: u64) -> Option<Placement> {
         let mut order: Vec<usize> = (0..sources.len()).collect();
         order.sort_by_key(|&i| (core::cmp::Reverse(sources[i].align), sources[i].start));
         let mut extents = Vec::with_capacity(sources.len());
         let mut gaps: Vec<(u64, u64)> = Vec::new();
         let mut cursor = base;
-        let congruent = |at: u64, src: u64, align: u64| at + (src.wrapping_sub(at) & (align - 1));
+        let congruent =
+            |at: u64, src: u64, align: u64| at.checked_add(src.wrapping_sub(at) & (align - 1));
         for i in order {
             let s = sources[i];
             let len = s.end - s.start;
             let fit = gaps.iter().position(|&(g0, g1)| {
-                let d = congruent(g0, s.start, s.align);
-                d.checked_add(len).is_some_and(|e| e <= g1)
+                congruent(g0, s.start, s.align)
+                    .and_then(|d| d.checked_add(len))
+                    .is_some_and(|e| e <= g1)
             });
             let dst = if let Some(g) = fit {
                 let (g0, g1) = gaps[g];
-                let d = congruent(g0, s.start, s.align);
+                let d = congruent(g0, s.start, s.align)?;
                 gaps.swap_remove(g);
                 for piece in [(g0, d), (d + len, g1)] {
                     if piece.1 > piece.0 && gaps.len() < MAX_GAPS {
@@ -71,11 +74,11 @@ impl Placement {
                 }
                 d
             } else {
-                let d = congruent(cursor, s.start, s.align);
+                let d = congruent(cursor, s.start, s.align)?;
                 if d > cursor && gaps.len() < MAX_GAPS {
                     gaps.push((cursor, d));
                 }
-                cursor = d + len;
+                cursor = d.checked_add(len)?;
                 d
             };
             extents.push(Extent {
@@ -85,7 +88,7 @@ impl Placement {
             });
         }
         extents.sort_unstable_by_key(|e| e.src.0);
-        Placement {
+        Some(Placement {
             extents,
             end: cursor - base,
             align: sources
@@ -94,7 +97,7 @@ impl Placement {
                 .max()
                 .unwrap_or(4096)
                 .max(4096),
-        }
+        })
     }
 
     /// Moves every extent by `delta` bytes (a multiple of `align`, so the
@@ -330,12 +333,15 @@ mod tests {
                 src(0xC0_0000, 0x100_0000, 0x40_0000),
             ],
             0x1000,
-        );
+        )
+        .unwrap();
         assert_eq!(p.lookup(0xC0_0000), Some(0x40_0000));
         // The small page lands in the gap before the large one.
         assert_eq!(p.lookup(0x50_0000), Some(0x1000));
         assert_eq!(p.end, 0x80_0000 - 0x1000);
         assert_eq!(p.lookup(0x60_0000), None);
+        // Nothing fits above the top of the address space.
+        assert!(Placement::new(&[src(0, 0x2000, 0x1000)], u64::MAX - 0xFFF).is_none());
     }
 
     #[test]

@@ -117,7 +117,8 @@ pub enum CompactError {
         /// One past the output's end.
         end: PhysAddr,
     },
-    /// No base leaves room for the output clear of device memory.
+    /// No base leaves room for the output below 2^64 (at the base asked
+    /// for, or clear of device memory).
     NoRoom {
         /// Bytes needed.
         len: u64,
@@ -137,8 +138,8 @@ impl fmt::Display for CompactError {
             ),
             CompactError::NoRoom { len } => write!(
                 f,
-                "no physical range of {len:#x} bytes is clear of the device memory the \
-                 snapshot maps in place"
+                "no room for the output ({len:#x} bytes, tables included) below 2^64 at the \
+                 base asked for, or clear of the device memory the snapshot maps in place"
             ),
         }
     }
@@ -303,13 +304,30 @@ impl<'a, M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Compactor<'a, 
         let device = device.merged();
         let page = 1u64 << P::PAGE_SHIFT;
         let roots_len = self.roots.len() as u64 * page;
+        // The data and (generously) the tables must fit below 2^64.
+        const TABLE_ROOM: u64 = 1 << 40;
+        let data_bytes: u64 = survey.extents.iter().map(|e| e.end - e.start).sum();
+        let no_room = CompactError::NoRoom {
+            len: data_bytes.saturating_add(TABLE_ROOM),
+        };
+        let room = |base: u64, p: &Placement| {
+            base.checked_add(p.end)
+                .and_then(|e| e.checked_add(TABLE_ROOM))
+                .is_some()
+        };
         let (mut base, mut placement) = match self.base {
-            Some(b) => (b.0, Placement::new(&survey.extents, b.0)),
+            Some(b) => {
+                let p = Placement::new(&survey.extents, b.0)
+                    .filter(|p| room(b.0, p))
+                    .ok_or(no_room)?;
+                (b.0, p)
+            }
             None => {
-                let p = Placement::new(&survey.extents, 0);
-                let len = p.end + roots_len;
-                let b = clear_base(device, 0, len, p.align).ok_or(CompactError::NoRoom { len })?;
-                let mut p = p;
+                let mut p = Placement::new(&survey.extents, 0).ok_or(no_room)?;
+                let len = p.end.saturating_add(roots_len);
+                let b = clear_base(device, 0, len, p.align)
+                    .filter(|&b| room(b, &p))
+                    .ok_or(CompactError::NoRoom { len })?;
                 p.shift(b);
                 (b, p)
             }
@@ -336,6 +354,7 @@ impl<'a, M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Compactor<'a, 
                 }
                 let len = end - base;
                 let moved = clear_base(device, base, len, placement.align)
+                    .filter(|&b| room(b, &placement))
                     .ok_or(CompactError::NoRoom { len })?;
                 placement.shift(moved - base);
                 base = moved;

@@ -108,6 +108,19 @@ pub enum Mismatch {
         /// The device frame.
         pa: PhysAddr,
     },
+    /// A page is mapped with another page size than it must be (large
+    /// pages stay large unless split by the policy or cut by a skipped
+    /// range or the end of memory; small pages stay small).
+    PageSize {
+        /// The space.
+        space: SpaceId,
+        /// The page's VA.
+        va: VirtAddr,
+        /// The size it must have.
+        expected: u64,
+        /// The size it has.
+        got: u64,
+    },
     /// A table of the compacted snapshot cannot be read.
     Fault {
         /// The space.
@@ -162,6 +175,15 @@ impl fmt::Display for Mismatch {
             Mismatch::DeviceCovered { pa } => {
                 write!(f, "device memory at {pa} lies inside the compacted memory")
             }
+            Mismatch::PageSize {
+                space,
+                va,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{space}: {va} is mapped by a {got:#x}-byte page instead of {expected:#x}"
+            ),
             Mismatch::Fault { space, va, level } => write!(
                 f,
                 "{space}: the level-{level} entry at {va} points at an unreadable table"
@@ -212,6 +234,9 @@ struct Rec {
     cow: bool,
     /// The leaf entry's own RW bit (what copy-on-write reads).
     rw: bool,
+    /// The page size (log2) the compacted snapshot must map it with; 0
+    /// when any size will do (set on the expected side only).
+    expect_log2: u32,
 }
 
 /// An entry reaching a table another (space, VA) reached first.
@@ -267,6 +292,7 @@ impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
                     access: here,
                     cow: raw & COW_BIT != 0,
                     rw: P::access(raw).writable(),
+                    expect_log2: 0,
                 }),
                 Entry::Table(t) => {
                     let below = Level(level.0 - 1);
@@ -359,6 +385,7 @@ struct Rules {
     skip: Vec<(u64, u64)>,
     cow: bool,
     drop_device: bool,
+    split_large: bool,
 }
 
 impl Rules {
@@ -381,6 +408,7 @@ impl Rules {
             skip,
             cow: policy.cow,
             drop_device: policy.drop_device_pages,
+            split_large: policy.split_large,
         }
     }
 
@@ -394,6 +422,34 @@ impl Rules {
     fn skipped(&self, va: u64) -> bool {
         self.skip_at(va)
             .is_some_and(|(_, e)| e >= va.saturating_add(4096))
+    }
+
+    /// The page size (log2) the compacted snapshot must map the leaf `r`
+    /// with, 0 for any: large pages stay large unless the policy splits
+    /// them (then either: device memory no 4 KiB entry can address stays
+    /// large), a skipped range cuts them, or they lie partly in memory.
+    fn page_size<M: PhysMem + ?Sized>(&self, mem: &M, r: &Rec) -> u32 {
+        let size = 1u64 << r.size_log2;
+        if size == 4096 {
+            return 12;
+        }
+        if self.split_large {
+            return 0;
+        }
+        let i = self.skip.partition_point(|&(_, e)| e <= r.va);
+        let cut = self
+            .skip
+            .get(i)
+            .is_some_and(|&(s, _)| s < r.va.saturating_add(size));
+        let inside = (0..size)
+            .step_by(4096)
+            .filter(|off| mem.lend(PhysAddr(r.pa + off), 4096).is_ok())
+            .count() as u64;
+        if cut || (inside > 0 && inside < size / 4096) {
+            12
+        } else {
+            r.size_log2
+        }
     }
 
     /// An alias stays shared unless a skipped range touches our region at
@@ -414,6 +470,8 @@ struct Page {
     access: Access,
     cow: bool,
     rw: bool,
+    size_log2: u32,
+    expect_log2: u32,
 }
 
 fn pages(recs: &[Rec]) -> impl Iterator<Item = Page> + '_ {
@@ -425,6 +483,8 @@ fn pages(recs: &[Rec]) -> impl Iterator<Item = Page> + '_ {
             access: r.access,
             cow: r.cow,
             rw: r.rw,
+            size_log2: r.size_log2,
+            expect_log2: r.expect_log2,
         })
     })
 }
@@ -512,6 +572,9 @@ pub fn verify_with_progress<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Si
     }
     expected.append(&mut follow.out.leaves);
     expected.sort_by_key(|r| (r.space, r.va));
+    for r in &mut expected {
+        r.expect_log2 = rules.page_size(original, r);
+    }
 
     let mut pairs: Vec<Pair> = Vec::new();
     let mut devices: Vec<u64> = Vec::new();
@@ -534,6 +597,14 @@ pub fn verify_with_progress<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Si
             continue;
         };
         report.pages_checked += 1;
+        if want.expect_log2 != 0 && have.size_log2 != want.expect_log2 {
+            report.push(Mismatch::PageSize {
+                space,
+                va,
+                expected: 1 << want.expect_log2,
+                got: 1 << have.size_log2,
+            });
+        }
         let expect = if rules.cow && want.rw {
             (
                 Access::from_bits(want.access.bits() & !Access::WRITABLE.bits()),

@@ -318,6 +318,7 @@ fn verify_written<M: PhysMem + ?Sized>(
             release(job.mapped);
             release(&map);
             if let Some(sig) = stop.signal() {
+                let _ = out.flush();
                 eprintln!("ptwalk: interrupted while verifying; the pair is complete");
                 std::process::exit(i32::from(signal_status(sig)));
             }

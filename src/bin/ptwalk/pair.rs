@@ -5,7 +5,9 @@
 //! exclusively, so nothing else is ever overwritten), flushed to disk, then
 //! renamed: the image first, the JSON last. The JSON names the image's
 //! size and XXH3-64 hash, so a reader that finds a JSON whose image does
-//! not match (a crash between the two renames) treats the pair as absent.
+//! not match (a crash between the two renames) treats the pair as absent;
+//! ptwalk writes these fields for the tools that restore snapshots, it does
+//! not read pairs itself.
 //! Should the JSON's rename fail, the previous image is put back. The
 //! temporary files are removed on every failure and on SIGINT/SIGTERM
 //! ([`Interrupt`]); only a SIGKILL or a crash can leave one behind.
@@ -14,7 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// SIGINT or SIGTERM received (the signal number), checked between pieces
 /// of work.
@@ -22,10 +24,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct Interrupt(Arc<AtomicUsize>);
 
 impl Interrupt {
-    /// Starts catching SIGINT and SIGTERM.
+    /// Starts catching SIGINT and SIGTERM. A second signal ends the
+    /// process at once (exit 128 + signal), for the phases that do not
+    /// check for interruption (planning, parts of verification).
     pub fn catch() -> io::Result<Interrupt> {
         let flag = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // The order matters: the shutdown checks `seen` before this
+            // signal sets it, so only a second signal exits.
+            signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&seen))?;
+            signal_hook::flag::register(sig, Arc::clone(&seen))?;
             signal_hook::flag::register_usize(sig, Arc::clone(&flag), sig as usize)?;
         }
         Ok(Interrupt(flag))
@@ -114,9 +123,22 @@ impl Pair {
         let sync = |f: File, p: &Path| f.sync_all().map_err(|e| format!("cannot write {p:?}: {e}"));
         sync(img, &self.tmp_img)?;
         sync(json, &self.tmp_json)?;
-        // Keep the previous image until the JSON is in place.
+        // Keep the previous image until the JSON is in place; if it cannot
+        // be kept, replace nothing.
         let backup = tmp_name(&with_ext(&self.img, ".old"));
-        let had_old = fs::hard_link(&self.img, &backup).is_ok();
+        let had_old = match fs::symlink_metadata(&self.img) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            _ => {
+                let _ = fs::remove_file(&backup); // a stale one, from a killed run
+                fs::hard_link(&self.img, &backup).map_err(|e| {
+                    format!(
+                        "cannot keep the previous {:?} while replacing it ({e}); nothing was written",
+                        self.img
+                    )
+                })?;
+                true
+            }
+        };
         if let Err(e) = fs::rename(&self.tmp_img, &self.img) {
             if had_old {
                 let _ = fs::remove_file(&backup);
