@@ -121,8 +121,8 @@ impl Pair {
     /// failure the previous image is restored and nothing is left behind.
     pub fn commit(mut self, img: File, json: File) -> Result<(), String> {
         let sync = |f: File, p: &Path| f.sync_all().map_err(|e| format!("cannot write {p:?}: {e}"));
-        sync(img, &self.tmp_img)?;
-        sync(json, &self.tmp_json)?;
+        sync(img, &self.img)?;
+        sync(json, &self.json)?;
         // Keep the previous image until the JSON is in place; if it cannot
         // be kept, replace nothing.
         let backup = tmp_name(&with_ext(&self.img, ".old"));
