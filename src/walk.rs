@@ -763,6 +763,10 @@ fn pt_leaf<P: PagingMode>(
 /// leaf handed to `g`. The table is taken a block of entries at a time: a
 /// block with no present entry is skipped whole, a block of present
 /// entries is emitted without testing each one.
+///
+/// It repeats [`scan_entries`] for a plain slice on purpose: calling
+/// `scan_entries` with `&[u8]` measured 4.77 → 4.83 instructions per leaf
+/// on dense1 (internal) and 15.97 → 16.85 (external).
 #[inline(always)]
 fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,

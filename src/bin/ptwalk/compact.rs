@@ -20,25 +20,13 @@ use serde_json::json;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::dump::{Segment, file_offset};
+use crate::input;
 use crate::pair::{Interrupt, Pair, with_ext};
 
-/// Drops this process's resident copy of a mapped file range (the pages
+/// Drops this process's resident copy of a whole mapped file (the pages
 /// stay in the page cache and are read again if touched).
 fn release(mapped: &[u8]) {
-    if mapped.is_empty() {
-        return;
-    }
-    // SAFETY: `mapped` is a whole read-only mapping of a file that ptwalk
-    // never writes (it starts page aligned, as mmap returned it). Dropping
-    // its resident pages changes no byte any reference can observe: a later
-    // read faults the same file contents back in.
-    unsafe {
-        libc::madvise(
-            mapped.as_ptr().cast_mut().cast(),
-            mapped.len(),
-            libc::MADV_DONTNEED,
-        );
-    }
+    input::release(mapped, mapped.len());
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
