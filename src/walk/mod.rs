@@ -42,7 +42,7 @@ use crate::mode::{Access, I686, PagingMode};
 use crate::owners::{DetectsAliases, NoOwners, Owners};
 #[cfg(doc)]
 use crate::{
-    event::{Aliasing, Invalid},
+    event::{Aliasing, Invalid, WalkEvent},
     resolve::resolve,
 };
 pub use policy::{AliasPolicy, Follow, Refs};
