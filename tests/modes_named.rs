@@ -96,7 +96,7 @@ fn alias(
         table: PhysAddr(table),
         entry,
         level: Level(level),
-        size_log2: (3 + 9 * level) as u8,
+        size_log2: 3 + 9 * level,
     })
 }
 
@@ -363,7 +363,7 @@ fn a_range_across_the_canonical_hole() {
 }
 
 /// 5-level paging: the PML5 indexes bits 48..=56 and the upper half starts
-/// at 0xff00_0000_0000_0000.
+/// at `0xff00_0000_0000_0000`.
 #[test]
 fn la57_reports_57_bit_canonical_vas() {
     let mut m = image(7);
