@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use flate2::read::GzDecoder;
 use ptwalk::{
     Access, Aliasing, I686, Image, Leaf, Level, OwnerIndex, OwnerSlot, Pae, PagingMode, PhysAddr,
-    Regions, SpaceId, VirtAddr, Walk, WalkEvent, X86_64,
+    Regions, SpaceId, Spaces, Translation, VirtAddr, Walk, WalkError, WalkEvent, X86_64,
 };
 
 /// Every fixture: 32-bit paging, PAE, 4-level and 5-level paging.
@@ -542,6 +542,98 @@ fn every_vcpu_matches_qemu_info_tlb_and_info_mem() {
     }
 }
 
+/// `Spaces::translate` agrees with QEMU's text without walking: every line
+/// of every committed `info tlb` names a page that translates, at its first
+/// and last byte, through a leaf whose masked entry is QEMU's column; every
+/// committed `info mem` range ends where nothing is mapped (unless another
+/// range starts there); and a VA the mode cannot address is refused.
+#[test]
+fn translate_agrees_with_qemu() {
+    for &name in ALL_GUESTS {
+        let g = load(name);
+        let q = qemu_mode(&g);
+        let mem = Regions::new(&g.images).expect("sorted, disjoint pages");
+        with_mode!(&g, |m| {
+            let spaces = Spaces::new_in(m, &mem, &g.roots).expect("distinct roots");
+            let translate = |space: usize, va: u64| {
+                spaces
+                    .translate(SpaceId(u32::try_from(space).unwrap()), VirtAddr(va))
+                    .unwrap_or_else(|e| panic!("{name}: {va:#x}: {e:?}"))
+            };
+            let mut checked = 0;
+            for v in &g.vcpus {
+                let space = space_of(&g, v);
+                let texts = &g.meta["qemu_texts"];
+                if texts[format!("cpu{}.tlb", v.index)]["committed"] == true {
+                    for line in read_text(name, &format!("cpu{}.tlb.txt.gz", v.index)).lines() {
+                        let va = u64::from_str_radix(&line[..16], 16).expect("a VA");
+                        let column = u64::from_str_radix(&line[18..34], 16).expect("a column");
+                        let l = match translate(space, va) {
+                            Translation::Mapped(l) => l,
+                            other => panic!("{name}: {line}: {other:?}"),
+                        };
+                        let e = if l.size_log2 == 12 {
+                            l.entry & !PS
+                        } else {
+                            l.entry
+                        };
+                        assert_eq!(
+                            (l.va.0, e & q.column_mask(l.size_log2)),
+                            (va, column),
+                            "{name}: {line}"
+                        );
+                        let last = va + (l.size() - 1);
+                        assert_eq!(
+                            translate(space, last),
+                            Translation::Mapped(l),
+                            "{name}: {line}"
+                        );
+                        checked += 2;
+                    }
+                }
+                if texts[format!("cpu{}.mem", v.index)]["committed"] == true {
+                    let ranges: Vec<(u64, u64)> =
+                        read_text(name, &format!("cpu{}.mem.txt.gz", v.index))
+                            .lines()
+                            .map(|l| {
+                                let hex =
+                                    |a: usize| u64::from_str_radix(&l[a..a + 16], 16).unwrap();
+                                (hex(0), hex(17))
+                            })
+                            .collect();
+                    let starts: std::collections::HashSet<u64> =
+                        ranges.iter().map(|&(start, _)| start).collect();
+                    for &(_, end) in &ranges {
+                        if !starts.contains(&end) && m.linear(end).is_some() {
+                            assert_eq!(
+                                translate(space, end),
+                                Translation::Unmapped,
+                                "{name}: vCPU {} at {end:#x}",
+                                v.index
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+            let outside = match q {
+                Qemu::Bits32 | Qemu::Pae => 1 << 32,
+                Qemu::La48 => 1 << 47,
+                Qemu::La57 => 1 << 56,
+            };
+            assert!(
+                matches!(
+                    spaces.translate(SpaceId(0), VirtAddr(outside)),
+                    Err(WalkError::Unaddressable(VirtAddr(a))) if a == outside
+                ),
+                "{name}: {outside:#x}"
+            );
+            println!("{name}: {checked} translations agree with QEMU");
+            assert!(checked > 0, "{name}: nothing checked");
+        });
+    }
+}
+
 /// The same spaces walked in the reverse order: ownership moves to another
 /// space, so other spaces now reach the shared kernel tables by alias, and
 /// each space's mappings stay the same.
@@ -716,6 +808,10 @@ fn pti_pairs_share_their_user_half() {
                     "{name}: root {u} entry {i}"
                 );
             }
+            assert!(
+                !s.own[u].iter().any(|l| l.va.0 < kernel),
+                "{name}: root {u} owns user-half leaves"
+            );
             let lower = |ls: &[Leaf]| -> Vec<Leaf> {
                 ls.iter().filter(|l| l.va.0 < kernel).copied().collect()
             };
