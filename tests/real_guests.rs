@@ -1304,8 +1304,8 @@ fn sha256_hex(data: &[u8]) -> String {
     })
 }
 
-/// The digest is right: the standard's two-block example, and (in
-/// [`every_vcpu_matches_qemu`]) every committed text's recorded digest.
+/// The digest is right: the standard's one- and two-block examples (and,
+/// in `every_fixture_is_whole`, every committed text's recorded digest).
 #[test]
 fn sha256_known_answers() {
     assert_eq!(
