@@ -1,0 +1,4 @@
+//! Property tests for every paging mode: the walker against the reference
+//! model of tests/model over random multi-root images.
+
+mod model;
