@@ -1,4 +1,577 @@
 //! Property tests for every paging mode: the walker against the reference
-//! model of tests/model over random multi-root images.
+//! model of tests/model over random multi-root images (i686 with and
+//! without PSE, PAE, 4-level and 5-level paging), with tables shared at
+//! every level, large pages of every size, NX mixes, reserved bits,
+//! tables outside memory and ranges across the non-canonical hole.
 
+mod common;
 mod model;
+
+use model::{ALL, Consumer, Mode, NX, P, PS, RW, US, W, X, bits};
+use ptwalk::{Access, FaultReason, WalkEvent};
+use quickcheck::{Arbitrary, Gen, QuickCheck};
+
+/// Table pages live at 0x1000 * (1..=TABLES).
+const TABLES: u64 = 12;
+
+/// A random image in one mode: table pages written entry by entry, the
+/// roots (CR3 values) and the range to walk.
+#[derive(Clone, Debug)]
+struct Scenario {
+    mode: Mode,
+    /// Writes: (table page 1..=TABLES, entry index, value).
+    writes: Vec<(u8, u16, u64)>,
+    /// Roots as CR3 holds them (flag, PCID and offset bits included).
+    roots: Vec<u64>,
+    /// Bytes of memory past the last whole table page (a table there
+    /// straddles the end of memory; a PAE root there may still fit).
+    tail: u16,
+    address: u64,
+    len: u64,
+}
+
+/// The modes drawn, in proportion.
+fn mode(g: &mut Gen) -> Mode {
+    let nxe = u8::arbitrary(g) % 5 != 0;
+    let max_phys_bits = *g.choose(&[52, 52, 52, 46, 40, 36]).unwrap();
+    match u8::arbitrary(g) % 4 {
+        0 => Mode::I686 {
+            pse: u8::arbitrary(g) % 4 != 0,
+        },
+        1 => Mode::Pae { nxe, max_phys_bits },
+        2 => Mode::X86_64 {
+            la57: false,
+            nxe,
+            max_phys_bits,
+        },
+        _ => Mode::X86_64 {
+            la57: true,
+            nxe,
+            max_phys_bits,
+        },
+    }
+}
+
+/// The 32-byte slot of page `page` where a PAE root (a PDPT) sits: the
+/// first, the second or the last of the page, by page.
+fn pae_slot(page: u64) -> u64 {
+    [0, 1, 127][(page % 3) as usize]
+}
+
+/// Entry indices where things collide: the first and last slots, the
+/// kernel-ish slots (upper half at an x86-64 root) and neighbours.
+fn hot(mode: Mode) -> &'static [u16] {
+    match mode {
+        Mode::I686 { .. } => &[0, 1, 2, 0x300, 0x301, 0x3FF],
+        _ => &[0, 1, 2, 0x100, 0x111, 0x1FF],
+    }
+}
+
+/// An index into page `page`, a table meant for `level`.
+fn entry_index(g: &mut Gen, mode: Mode, page: u64, level: u8) -> u16 {
+    if let (Mode::Pae { .. }, 3) = (mode, level) {
+        // A PDPTE of the page's root slot.
+        return pae_slot(page) as u16 * 4 + u16::arbitrary(g) % 4;
+    }
+    let n = mode.entries(level) as u16;
+    if u8::arbitrary(g) % 3 != 0 {
+        *g.choose(hot(mode)).unwrap()
+    } else {
+        u16::arbitrary(g) % n
+    }
+}
+
+/// A random frame-ish address below `2^bits`, aligned to `align`.
+fn addr(g: &mut Gen, bits_: u32, align: u64) -> u64 {
+    (u64::arbitrary(g) & ((1u64 << bits_) - 1)) & !(align - 1)
+}
+
+/// Random flags of an entry below bit 12 (present set by the caller).
+fn low_flags(g: &mut Gen) -> u64 {
+    u64::arbitrary(g) & 0xFFF & !PS
+}
+
+/// High bits: usually none; sometimes NX; sometimes bits 52..=62
+/// (ignored in x86-64, reserved in PAE); sometimes anything.
+fn high_flags(g: &mut Gen) -> u64 {
+    match u8::arbitrary(g) % 8 {
+        0..=3 => 0,
+        4 | 5 => NX,
+        6 => u64::arbitrary(g) & bits(52, 62),
+        _ => u64::arbitrary(g) & bits(52, 63),
+    }
+}
+
+/// A value for entry slot of a table page meant for `level` (`pages`:
+/// the pages meant for each level).
+fn entry_value(g: &mut Gen, mode: Mode, level: u8, pages: &[Vec<u8>]) -> u64 {
+    let table_page = |g: &mut Gen| -> u64 {
+        let below = &pages[usize::from(level.max(2) - 1)];
+        let p = if !below.is_empty() && u8::arbitrary(g) % 4 != 0 {
+            *g.choose(below).unwrap()
+        } else {
+            u8::arbitrary(g) % TABLES as u8 + 1
+        };
+        u64::from(p) << 12
+    };
+    let wide = !matches!(mode, Mode::I686 { .. });
+    if let (Mode::Pae { .. }, 3) = (mode, level) {
+        // A PDPTE: usually a valid table entry (accessed allowed), else
+        // one with reserved bits, or anything.
+        return match u8::arbitrary(g) % 8 {
+            0..=4 => table_page(g) | P | (u64::arbitrary(g) & 0x20),
+            5 => table_page(g) | P | (u64::arbitrary(g) & (bits(1, 2) | bits(5, 8) | bits(52, 63))),
+            6 => 0,
+            _ => u64::arbitrary(g),
+        };
+    }
+    let v = match u8::arbitrary(g) % 16 {
+        // A table in memory, as a present non-large entry.
+        0..=6 => {
+            let v = table_page(g) | low_flags(g) | P;
+            if wide { v | high_flags(g) } else { v }
+        }
+        // A large page (a 4 KiB page at level 1, reserved at the top).
+        7 | 8 => {
+            let align = 1u64 << mode.shift(level.max(2));
+            let mut v = addr(g, 40, align) | low_flags(g) | PS | P;
+            if wide {
+                v |= high_flags(g);
+            } else {
+                v &= 0xFFFF_FFFF;
+                v |= u64::arbitrary(g) & 0x001F_E000; // PSE-36 bits
+            }
+            if u8::arbitrary(g) % 5 == 0 {
+                // Reserved in 2 MiB and 1 GiB pages, PSE-36 in i686.
+                v |= 1 << 13;
+            }
+            if !wide && u8::arbitrary(g) % 4 == 0 {
+                v |= 1 << 21; // reserved in a 4 MiB page
+            }
+            v
+        }
+        // A 4 KiB leaf with random frame and flags.
+        9 => addr(g, 40, 0x1000) | low_flags(g) | P | if wide { high_flags(g) } else { 0 },
+        // A table outside memory: just past it, far above it, or (in the
+        // wide modes) above a small MAXPHYADDR.
+        10 => {
+            let base = match u8::arbitrary(g) % 3 {
+                0 => (TABLES + 1 + u64::from(u8::arbitrary(g) % 3)) << 12,
+                1 => addr(g, 32, 0x1000) | 0x0100_0000,
+                _ if wide => addr(g, 46, 0x1000) | (1 << 38),
+                _ => 0xFFFF_F000,
+            };
+            base | low_flags(g) | P
+        }
+        // Not present garbage.
+        11 => u64::arbitrary(g) & !P,
+        // Anything.
+        12 => u64::arbitrary(g),
+        // An entry with a reserved bit between MAXPHYADDR and 51.
+        13 if wide => table_page(g) | P | (1 << (36 + u32::from(u8::arbitrary(g)) % 16)),
+        // Absent.
+        _ => 0,
+    };
+    if wide { v } else { v & 0xFFFF_FFFF }
+}
+
+impl Scenario {
+    fn levels(&self) -> u8 {
+        self.mode.levels()
+    }
+
+    fn image(&self) -> Vec<u8> {
+        let w = self.mode.entry_bytes() as usize;
+        let mut img = vec![0u8; ((TABLES + 1) * 0x1000) as usize + usize::from(self.tail)];
+        for &(t, i, v) in &self.writes {
+            let o = usize::from(t) * 0x1000 + usize::from(i) * w;
+            img[o..o + w].copy_from_slice(&v.to_le_bytes()[..w]);
+        }
+        img
+    }
+
+    /// The roots as the crate takes them.
+    fn roots(&self) -> Vec<ptwalk::PhysAddr> {
+        self.roots.iter().map(|&r| ptwalk::PhysAddr(r)).collect()
+    }
+
+    fn model(&self, mem: &[u8], consumer: Consumer<'_>) -> Vec<WalkEvent> {
+        model::model(self.mode, mem, &self.roots, self.address, self.len, consumer)
+    }
+}
+
+/// A VA through hot entries at every level (canonical).
+fn hot_va(g: &mut Gen, mode: Mode) -> u64 {
+    let mut va = 0u64;
+    for level in 1..=mode.levels() {
+        let i = u64::from(entry_index(g, mode, 0, level)) % mode.entries(level);
+        va |= i << mode.shift(level);
+    }
+    mode.canonical(va)
+}
+
+fn range(g: &mut Gen, mode: Mode) -> (u64, u64) {
+    let level = u8::arbitrary(g) % mode.levels() + 1;
+    let size = 1u64 << mode.shift(level);
+    let jitter = |g: &mut Gen| u64::arbitrary(g) % (2 * size);
+    let half = 1u64 << (mode.va_bits() - 1);
+    match u8::arbitrary(g) % 12 {
+        0..=3 => (0, u64::MAX),
+        4 => (hot_va(g, mode) & !(size - 1), size),
+        5 => (hot_va(g, mode).wrapping_add(jitter(g)), jitter(g)),
+        6 => (u64::arbitrary(g), u64::arbitrary(g)),
+        7 => (hot_va(g, mode), 0),
+        // Across the non-canonical hole (or the 2 GiB line).
+        8 => {
+            let a = half - 1 - jitter(g) % half;
+            let b = if mode.is_canonical_mode() {
+                0u64.wrapping_sub(half)
+            } else {
+                half
+            };
+            (a, b - a + jitter(g))
+        }
+        // Inside the hole, or past 4 GiB.
+        9 => (half.wrapping_mul(2).wrapping_add(jitter(g)), jitter(g)),
+        // From somewhere to the very end.
+        10 => (hot_va(g, mode), u64::MAX),
+        // The upper half only.
+        _ => (mode.canonical(half), u64::MAX),
+    }
+}
+
+impl Arbitrary for Scenario {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let mode = mode(g);
+        let levels = mode.levels();
+        // Which level each page is meant for (roots at the top).
+        let mut pages: Vec<Vec<u8>> = vec![Vec::new(); usize::from(levels) + 1];
+        let mut level_of = [0u8; TABLES as usize + 1];
+        for p in 1..=TABLES as u8 {
+            let l = u8::arbitrary(g) % levels + 1;
+            level_of[usize::from(p)] = l;
+            pages[usize::from(l)].push(p);
+        }
+        let n = usize::arbitrary(g) % 72;
+        let writes = (0..n)
+            .map(|_| {
+                let t = u8::arbitrary(g) % TABLES as u8 + 1;
+                let level = level_of[usize::from(t)];
+                let i = entry_index(g, mode, u64::from(t), level);
+                (t, i, entry_value(g, mode, level, &pages))
+            })
+            .collect();
+        let mut roots: Vec<u64> = Vec::new();
+        for _ in 0..(usize::arbitrary(g) % 4 + 1) {
+            let top = &pages[usize::from(levels)];
+            let page = match u8::arbitrary(g) % 12 {
+                0 => TABLES + 1 + u64::from(u8::arbitrary(g) % 3), // outside (or the tail)
+                1..=8 if !top.is_empty() => u64::from(*g.choose(top).unwrap()),
+                _ => u64::from(u8::arbitrary(g) % TABLES as u8 + 1),
+            };
+            let cr3 = match mode {
+                Mode::I686 { .. } => (page << 12) | (u64::arbitrary(g) & 0x18),
+                Mode::Pae { .. } => {
+                    (page << 12) | (pae_slot(page) << 5) | (u64::arbitrary(g) & 0x18)
+                }
+                Mode::X86_64 { .. } => {
+                    (page << 12) | (u64::arbitrary(g) & (0xFFF | (1 << 63)))
+                }
+            };
+            if !roots.iter().any(|&r| mode.root_table(r) == mode.root_table(cr3)) {
+                roots.push(cr3);
+            }
+        }
+        let tail = if u8::arbitrary(g) % 4 == 0 { 0x800 } else { 0 };
+        let (address, len) = range(g, mode);
+        Scenario {
+            mode,
+            writes,
+            roots,
+            tail,
+            address,
+            len,
+        }
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        let base = self.clone();
+        let writes = self.writes.clone().shrink().map({
+            let base = base.clone();
+            move |writes| Scenario {
+                writes,
+                ..base.clone()
+            }
+        });
+        let roots = self.roots.clone().shrink().filter(|r| !r.is_empty()).map({
+            let base = base.clone();
+            move |roots| Scenario {
+                roots,
+                ..base.clone()
+            }
+        });
+        let full = (self.len != u64::MAX || self.address != 0).then_some(Scenario {
+            address: 0,
+            len: u64::MAX,
+            ..base
+        });
+        Box::new(full.into_iter().chain(writes).chain(roots))
+    }
+}
+
+/// Cases per property (or `PTWALK_QC_TESTS`, see `common::qc`).
+fn qc() -> QuickCheck {
+    common::qc(150, 64)
+}
+
+/// Edits to a scenario's memory made after ownership was decided: (target,
+/// entry index, new value). Half rewrite entries the scenario wrote; of
+/// the rest three in four target the scenario's roots (`ROOT + k` is root
+/// `k` modulo the number of roots), the others table pages, and indices
+/// favour the hot slots, so owners' entries change often and aliases lose
+/// their target (or gain another).
+#[derive(Clone, Debug)]
+struct Edits(Vec<(u8, u16, u64)>);
+
+impl Edits {
+    const ROOT: u8 = 128;
+
+    fn arbitrary(g: &mut Gen, s: &Scenario) -> Self {
+        let mode = s.mode;
+        let levels = mode.levels();
+        let pages: Vec<Vec<u8>> = vec![(1..=TABLES as u8).collect(); usize::from(levels) + 1];
+        let n = usize::arbitrary(g) % 24;
+        // The writes to root tables (where owners' top entries live).
+        let root_writes: Vec<&(u8, u16, u64)> = s
+            .writes
+            .iter()
+            .filter(|&&(t, _, _)| s.roots.iter().any(|&r| mode.root_table(r) >> 12 == u64::from(t)))
+            .collect();
+        Edits(
+            (0..n)
+                .map(|_| {
+                    if !s.writes.is_empty() && bool::arbitrary(g) {
+                        // An entry the scenario wrote: cleared, or another
+                        // value of its kind.
+                        let &(t, i, _) = match root_writes.is_empty() {
+                            false if bool::arbitrary(g) => *g.choose(&root_writes).unwrap(),
+                            _ => g.choose(&s.writes).unwrap(),
+                        };
+                        let level = u8::arbitrary(g) % levels + 1;
+                        let v = if bool::arbitrary(g) {
+                            0
+                        } else {
+                            entry_value(g, mode, level, &pages)
+                        };
+                        return (t, i, v);
+                    }
+                    let (t, level, i) = if u8::arbitrary(g) % 4 != 0 {
+                        let i = entry_index(g, mode, 0, levels);
+                        (Self::ROOT + u8::arbitrary(g) % 4, levels, i)
+                    } else {
+                        let t = u8::arbitrary(g) % TABLES as u8 + 1;
+                        let level = u8::arbitrary(g) % (levels - 1) + 1;
+                        (t, level, entry_index(g, mode, u64::from(t), level))
+                    };
+                    let v = if bool::arbitrary(g) {
+                        0 // the entry is gone
+                    } else {
+                        entry_value(g, mode, level, &pages)
+                    };
+                    (t, i, v)
+                })
+                .collect(),
+        )
+    }
+
+    fn apply(&self, s: &Scenario, mem: &[u8]) -> Vec<u8> {
+        let w = s.mode.entry_bytes() as usize;
+        let mut edited = mem.to_vec();
+        for &(t, i, v) in &self.0 {
+            let table = if t >= Self::ROOT {
+                let cr3 = s.roots[usize::from(t - Self::ROOT) % s.roots.len()];
+                // A PAE root's entries are the four of its slot.
+                let i = match s.mode {
+                    Mode::Pae { .. } => i % 4,
+                    _ => i,
+                };
+                s.mode.root_table(cr3) as usize + usize::from(i) * w
+            } else {
+                usize::from(t) * 0x1000 + usize::from(i) * w
+            };
+            // Roots outside memory have nothing to edit.
+            if let Some(e) = edited.get_mut(table..table + w) {
+                e.copy_from_slice(&v.to_le_bytes()[..w]);
+            }
+        }
+        edited
+    }
+}
+
+/// An event with its access reduced to RW and US (the i686 model of
+/// tests/common predates EXECUTE).
+fn without_execute(e: WalkEvent) -> WalkEvent {
+    match e {
+        WalkEvent::Leaf(mut l) => {
+            l.access = Access::from_bits(l.access.bits() & (W | model::U));
+            WalkEvent::Leaf(l)
+        }
+        other => other,
+    }
+}
+
+/// The general model agrees with the older i686 model of tests/common on
+/// i686 scenarios, in both consumers, in the walked memory and in edited
+/// memory.
+#[test]
+fn the_model_agrees_with_the_i686_model() {
+    fn prop(s: Scenario, seed: u64) -> bool {
+        let Mode::I686 { pse } = s.mode else {
+            return true;
+        };
+        let mem = s.image();
+        let mut g = Gen::new(64);
+        // Different edits per case without a second Arbitrary input.
+        for _ in 0..seed % 8 {
+            let _ = u8::arbitrary(&mut g);
+        }
+        let edited = Edits::arbitrary(&mut g, &s).apply(&s, &mem);
+        let old = |c| {
+            common::model(&mem, &s.roots, pse, s.address, s.len, c)
+                .into_iter()
+                .map(without_execute)
+                .collect::<Vec<_>>()
+        };
+        let new = |c| {
+            s.model(&mem, c)
+                .into_iter()
+                .map(without_execute)
+                .collect::<Vec<_>>()
+        };
+        let executable = s.model(&mem, Consumer::FollowIn(&mem)).iter().all(|e| match e {
+            WalkEvent::Leaf(l) => l.access.bits() & X != 0 || Access::ALL.bits() & X == 0,
+            _ => true,
+        });
+        old(common::Consumer::References) == new(Consumer::References)
+            && old(common::Consumer::FollowIn(&mem)) == new(Consumer::FollowIn(&mem))
+            && old(common::Consumer::FollowIn(&edited)) == new(Consumer::FollowIn(&edited))
+            && executable
+    }
+    // i686 is one mode in six: run more cases.
+    common::qc(600, 64).quickcheck(prop as fn(Scenario, u64) -> bool);
+}
+
+/// Counts of what a batch of scenarios produces, by mode family.
+#[derive(Default, Debug)]
+struct Coverage {
+    /// Aliases by (mode family, level of the table holding the entry).
+    aliases: [[usize; 6]; 4],
+    same_space: [usize; 4],
+    /// Leaves by (mode family, size_log2 bucket: 12, 21, 22, 30).
+    leaves: [[usize; 4]; 4],
+    reserved: [usize; 4],
+    out_of_bounds: [usize; 4],
+    invalid: [usize; 4],
+    /// Leaves without EXECUTE (PAE and x86-64, NX along the path).
+    nx: [usize; 4],
+    /// Events at upper-half VAs (x86-64 4-level, 5-level).
+    upper: [usize; 4],
+    /// Followed leaves under a path whose access differs from the
+    /// leaf's own entry (our path, not the owner's).
+    followed: [usize; 4],
+}
+
+/// 0 i686, 1 PAE, 2 4-level, 3 5-level.
+fn family(mode: Mode) -> usize {
+    match mode {
+        Mode::I686 { .. } => 0,
+        Mode::Pae { .. } => 1,
+        Mode::X86_64 { la57: false, .. } => 2,
+        Mode::X86_64 { la57: true, .. } => 3,
+    }
+}
+
+fn coverage(cases: usize) -> Coverage {
+    let mut g = Gen::new(64);
+    let mut c = Coverage::default();
+    for _ in 0..cases {
+        let s = Scenario::arbitrary(&mut g);
+        let f = family(s.mode);
+        let mem = s.image();
+        for e in s.model(&mem, Consumer::References) {
+            if e.va().0 >= 1 << 63 {
+                c.upper[f] += 1;
+            }
+            match e {
+                WalkEvent::Leaf(l) => {
+                    let bucket = match l.size_log2 {
+                        12 => 0,
+                        21 => 1,
+                        22 => 2,
+                        _ => 3,
+                    };
+                    c.leaves[f][bucket] += 1;
+                    c.nx[f] += usize::from(l.access.bits() & X == 0);
+                }
+                WalkEvent::Aliasing(a) => {
+                    c.aliases[f][usize::from(a.level.0)] += 1;
+                    c.same_space[f] += usize::from(a.space == a.owner);
+                }
+                WalkEvent::Fault(x) if x.reason == FaultReason::Reserved => c.reserved[f] += 1,
+                WalkEvent::Fault(x) if x.reason == FaultReason::OutOfBounds => {
+                    c.out_of_bounds[f] += 1;
+                }
+                _ => {}
+            }
+        }
+        let edited = Edits::arbitrary(&mut g, &s).apply(&s, &mem);
+        c.invalid[f] += s
+            .model(&mem, Consumer::FollowIn(&edited))
+            .iter()
+            .filter(|e| matches!(e, WalkEvent::Invalid(_)))
+            .count();
+        let refs = s.model(&mem, Consumer::References);
+        let follow = s.model(&mem, Consumer::FollowIn(&mem));
+        c.followed[f] += follow.len().saturating_sub(refs.len());
+    }
+    c
+}
+
+/// The generator reaches every case the properties are about, in every
+/// mode, so no property passes by never meeting them: aliases at every
+/// level holding table entries (and none elsewhere), same-space aliases,
+/// pages of every size the mode has, NX, reserved entries, tables outside
+/// memory, `Invalid` in edited memory, upper-half VAs.
+#[test]
+fn generator_covers_every_mode_and_level() {
+    let c = coverage(2000);
+    let report = format!("{c:?}");
+    eprintln!("{report}");
+    for f in 0..4 {
+        let levels = [2, 3, 4, 5][f];
+        for level in 0..6 {
+            let n = c.aliases[f][level];
+            if (2..=levels).contains(&level) {
+                assert!(n >= 10, "family {f} level {level}: {report}");
+            } else {
+                assert_eq!(n, 0, "family {f} level {level}: {report}");
+            }
+        }
+        assert!(c.same_space[f] >= 10, "family {f}: {report}");
+        assert!(c.reserved[f] >= 10, "family {f}: {report}");
+        assert!(c.out_of_bounds[f] >= 10, "family {f}: {report}");
+        assert!(c.invalid[f] >= 10, "family {f}: {report}");
+        assert!(c.followed[f] >= 10, "family {f}: {report}");
+        assert!(c.leaves[f][0] >= 50, "family {f}: {report}");
+    }
+    // Page sizes: 4 MiB in i686 only, 2 MiB in PAE and x86-64, 1 GiB in
+    // x86-64 only.
+    assert!(c.leaves[0][2] >= 10 && c.leaves[0][1] + c.leaves[0][3] == 0, "{report}");
+    assert!(c.leaves[1][1] >= 10 && c.leaves[1][2] + c.leaves[1][3] == 0, "{report}");
+    for f in 2..4 {
+        assert!(c.leaves[f][1] >= 10 && c.leaves[f][3] >= 10 && c.leaves[f][2] == 0, "{report}");
+        assert!(c.upper[f] >= 10, "family {f}: {report}");
+    }
+    assert!(c.nx[1] >= 10 && c.nx[2] >= 10 && c.nx[3] >= 10, "{report}");
+    assert_eq!(c.upper[0] + c.upper[1], 0, "{report}");
+}
