@@ -7,9 +7,42 @@
 mod common;
 mod model;
 
-use model::{ALL, Consumer, Mode, NX, P, PS, RW, US, W, X, bits};
-use ptwalk::{Access, FaultReason, WalkEvent};
+use model::{Consumer, Mode, NX, P, PS, RW, W, X, bits};
+use ptwalk::{
+    Access, FaultReason, I686, OwnerIndex, OwnerSlot, Pae, PhysAddr, Resolution, SpaceId, Walk,
+    WalkEvent, X86_64, resolve_alias,
+};
 use quickcheck::{Arbitrary, Gen, QuickCheck};
+
+/// Runs `$body` with `$m` bound to the crate's mode value for the model's
+/// `$mode` (the walk is generic over the mode's type).
+macro_rules! in_mode {
+    ($mode:expr, $m:ident => $body:expr) => {
+        match $mode {
+            Mode::I686 { pse } => {
+                let $m = I686 { pse };
+                $body
+            }
+            Mode::Pae { nxe, max_phys_bits } => {
+                let $m = Pae::new()
+                    .with_nxe(nxe)
+                    .with_max_phys_bits(max_phys_bits);
+                $body
+            }
+            Mode::X86_64 {
+                la57,
+                nxe,
+                max_phys_bits,
+            } => {
+                let $m = X86_64::new()
+                    .with_la57(la57)
+                    .with_nxe(nxe)
+                    .with_max_phys_bits(max_phys_bits);
+                $body
+            }
+        }
+    };
+}
 
 /// Table pages live at 0x1000 * (1..=TABLES).
 const TABLES: u64 = 12;
@@ -176,10 +209,6 @@ fn entry_value(g: &mut Gen, mode: Mode, level: u8, pages: &[Vec<u8>]) -> u64 {
 }
 
 impl Scenario {
-    fn levels(&self) -> u8 {
-        self.mode.levels()
-    }
-
     fn image(&self) -> Vec<u8> {
         let w = self.mode.entry_bytes() as usize;
         let mut img = vec![0u8; ((TABLES + 1) * 0x1000) as usize + usize::from(self.tail)];
@@ -191,8 +220,8 @@ impl Scenario {
     }
 
     /// The roots as the crate takes them.
-    fn roots(&self) -> Vec<ptwalk::PhysAddr> {
-        self.roots.iter().map(|&r| ptwalk::PhysAddr(r)).collect()
+    fn roots(&self) -> Vec<PhysAddr> {
+        self.roots.iter().map(|&r| PhysAddr(r)).collect()
     }
 
     fn model(&self, mem: &[u8], consumer: Consumer<'_>) -> Vec<WalkEvent> {
@@ -574,4 +603,277 @@ fn generator_covers_every_mode_and_level() {
     }
     assert!(c.nx[1] >= 10 && c.nx[2] >= 10 && c.nx[3] >= 10, "{report}");
     assert_eq!(c.upper[0] + c.upper[1], 0, "{report}");
+}
+
+// ---------------------------------------------------------------------------
+// The walker against the model.
+
+/// Owner slots: room for every (table page, level) of a scenario.
+fn slots() -> Vec<OwnerSlot> {
+    vec![OwnerSlot::EMPTY; 256]
+}
+
+/// External iteration, event by event (and fused after the end).
+fn by_next<I: Iterator<Item = WalkEvent>>(mut it: I) -> Vec<WalkEvent> {
+    let mut v = Vec::new();
+    #[allow(clippy::while_let_on_iterator)]
+    while let Some(e) = it.next() {
+        v.push(e);
+    }
+    assert!(it.next().is_none() && it.next().is_none());
+    v
+}
+
+/// Internal iteration, through `fold`.
+fn by_fold<I: Iterator<Item = WalkEvent>>(it: I) -> Vec<WalkEvent> {
+    it.fold(Vec::new(), |mut v, e| {
+        v.push(e);
+        v
+    })
+}
+
+/// The crate's references stream (with an owner index), by `next` and by
+/// `fold`.
+fn references(s: &Scenario, mem: &[u8]) -> (Vec<WalkEvent>, Vec<WalkEvent>) {
+    let roots = s.roots();
+    let mut slots = slots();
+    in_mode!(s.mode, m => {
+        let walk = || Walk::new_in(m, mem, &roots).unwrap().range(s.address, s.len);
+        let next = by_next(walk().with_owners(OwnerIndex::new(&mut slots[..])).references());
+        let fold = by_fold(walk().with_owners(OwnerIndex::new(&mut slots[..])).references());
+        (next, fold)
+    })
+}
+
+/// The crate's follow stream resolving in `fm`: by `next` and by `fold`
+/// with an owner index, and by `fold` without one (`None` when `fm` is
+/// not the walked memory: without an index nothing is resolved).
+fn follow(
+    s: &Scenario,
+    mem: &[u8],
+    fm: &[u8],
+) -> (Vec<WalkEvent>, Vec<WalkEvent>, Option<Vec<WalkEvent>>) {
+    let roots = s.roots();
+    let mut slots = slots();
+    in_mode!(s.mode, m => {
+        let walk = || Walk::new_in(m, mem, &roots).unwrap().range(s.address, s.len);
+        let next = by_next(
+            walk()
+                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .follow_aliases_in(fm),
+        );
+        let fold = by_fold(
+            walk()
+                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .follow_aliases_in(fm),
+        );
+        let plain = std::ptr::eq(mem, fm).then(|| by_fold(walk().follow_aliases()));
+        (next, fold, plain)
+    })
+}
+
+/// Prints the first difference of two event streams (for a failing case).
+fn explain(what: &str, got: &[WalkEvent], expect: &[WalkEvent]) {
+    let i = got.iter().zip(expect).take_while(|(a, b)| a == b).count();
+    eprintln!(
+        "{what}: first difference at event {i} (got {} events, expected {}):\n  got    {:?}\n  expect {:?}",
+        got.len(),
+        expect.len(),
+        got.get(i),
+        expect.get(i)
+    );
+}
+
+fn same(what: &str, got: &[WalkEvent], expect: &[WalkEvent]) -> bool {
+    let ok = got == expect;
+    if !ok {
+        explain(what, got, expect);
+    }
+    ok
+}
+
+#[test]
+fn references_match_the_model() {
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let expect = s.model(&mem, Consumer::References);
+        let (next, fold) = references(&s, &mem);
+        same("next", &next, &expect) && same("fold", &fold, &expect)
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+#[test]
+fn follow_matches_the_model() {
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let expect = s.model(&mem, Consumer::FollowIn(&mem));
+        let (next, fold, plain) = follow(&s, &mem, &mem);
+        // Without an index the follow consumer sees the same thing.
+        let plain = plain.unwrap();
+        same("next", &next, &expect)
+            && same("fold", &fold, &expect)
+            && same("no index", &plain, &expect)
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+/// A scenario and edits to its memory made after ownership was decided.
+#[derive(Clone, Debug)]
+struct Edited(Scenario, Edits);
+
+impl Arbitrary for Edited {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let s = Scenario::arbitrary(g);
+        let e = Edits::arbitrary(g, &s);
+        Edited(s, e)
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        let (s, e) = (self.0.clone(), self.1.clone());
+        let edits = e.0.shrink().map({
+            let s = s.clone();
+            move |e| Edited(s.clone(), Edits(e))
+        });
+        let scenarios = s.shrink().map(move |s| Edited(s, e.clone()));
+        Box::new(edits.chain(scenarios))
+    }
+}
+
+/// Memory edited after ownership was decided: the follow consumer resolves
+/// in the edited memory (owners' entries gone, turned into large pages or
+/// into other tables, tables beyond it) and reports `Invalid` where the
+/// owner lost its entry.
+#[test]
+fn follow_in_edited_memory_matches_the_model() {
+    fn prop(Edited(s, edits): Edited) -> bool {
+        let mem = s.image();
+        let edited = edits.apply(&s, &mem);
+        let expect = s.model(&mem, Consumer::FollowIn(&edited));
+        let (next, fold, _) = follow(&s, &mem, &edited);
+        same("next", &next, &expect) && same("fold", &fold, &expect)
+    }
+    qc().quickcheck(prop as fn(Edited) -> bool);
+}
+
+/// The references stream plus resolution (`ptwalk::resolve_alias`)
+/// reproduces the follow stream, event for event: each alias resolves to
+/// a table in the same memory, and descending it under our own path (our
+/// VAs, our access, the range) gives what the follow consumer reports
+/// there.
+#[test]
+fn references_plus_resolution_reproduce_follow() {
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let (refs, _) = references(&s, &mem);
+        let mut rebuilt = Vec::new();
+        for e in refs {
+            let WalkEvent::Aliasing(a) = e else {
+                rebuilt.push(e);
+                continue;
+            };
+            let resolved = in_mode!(s.mode, m => resolve_alias(m, &mem[..], &roots, &a));
+            let Resolution::Table(t) = resolved else {
+                eprintln!("{a:?} resolved to {resolved:?} in the walked memory");
+                return false;
+            };
+            let our = s.roots[a.space.index()];
+            let Some(access) = model::access_to(s.mode, &mem, our, a.va.0, a.level.0) else {
+                eprintln!("{a:?}: our own entry is not a table entry");
+                return false;
+            };
+            rebuilt.extend(model::descend_resolved(
+                s.mode,
+                &mem,
+                a.space.0,
+                t.0,
+                a.level.0 - 1,
+                a.va.0,
+                access,
+                s.address,
+                s.len,
+            ));
+        }
+        let (follow, _, _) = follow(&s, &mem, &mem);
+        same("rebuilt", &rebuilt, &follow)
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+fn with_space(e: WalkEvent, space: SpaceId) -> WalkEvent {
+    match e {
+        WalkEvent::Leaf(mut l) => {
+            l.space = space;
+            WalkEvent::Leaf(l)
+        }
+        WalkEvent::Fault(mut f) => {
+            f.space = space;
+            WalkEvent::Fault(f)
+        }
+        WalkEvent::Invalid(mut i) => {
+            i.space = space;
+            WalkEvent::Invalid(i)
+        }
+        WalkEvent::Aliasing(mut a) => {
+            a.space = space;
+            WalkEvent::Aliasing(a)
+        }
+        other => other,
+    }
+}
+
+/// Following N spaces equals N independent single-root walks: ownership
+/// changes nothing a follow walk reports.
+#[test]
+fn follow_equals_independent_single_walks() {
+    fn prop(s: Scenario) -> bool {
+        let mem = s.image();
+        let (together, _, _) = follow(&s, &mem, &mem);
+        let mut apart = Vec::new();
+        for (i, &root) in s.roots().iter().enumerate() {
+            in_mode!(s.mode, m => {
+                for e in Walk::single(&mem[..], root)
+                    .with_mode(m)
+                    .range(s.address, s.len)
+                {
+                    apart.push(with_space(e, SpaceId(i as u32)));
+                }
+            });
+        }
+        same("apart", &apart, &together)
+    }
+    qc().quickcheck(prop as fn(Scenario) -> bool);
+}
+
+// ---------------------------------------------------------------------------
+// Bugs the properties found, as minimal cases.
+
+/// The last 4 KiB page of the 64-bit space (VA 0xffff_ffff_ffff_f000,
+/// reached through entry 511 at every level) is reported, and the walk
+/// ends there instead of overflowing the VA past it.
+#[test]
+fn bug_va_overflow_after_the_last_page_of_the_upper_half() {
+    let mode = Mode::X86_64 {
+        la57: false,
+        nxe: true,
+        max_phys_bits: 52,
+    };
+    let mut mem = vec![0u8; 0x5000];
+    for (table, next) in [(0x1000, 0x2000), (0x2000, 0x3000), (0x3000, 0x4000), (0x4000, 0x9000)] {
+        let o = table + 511 * 8;
+        mem[o..o + 8].copy_from_slice(&(next | P | RW).to_le_bytes());
+    }
+    let roots = [PhysAddr(0x1000)];
+    let expect = model::model(mode, &mem, &[0x1000], 0, u64::MAX, Consumer::References);
+    assert_eq!(expect.len(), 1);
+    assert_eq!(expect[0].va().0, 0xffff_ffff_ffff_f000);
+    let walk = || Walk::new_in(X86_64::new(), &mem[..], &roots).unwrap();
+    let mut slots = slots();
+    assert_eq!(
+        by_next(walk().with_owners(OwnerIndex::new(&mut slots[..])).references()),
+        expect
+    );
+    assert_eq!(by_next(walk().follow_aliases()), expect);
+    assert_eq!(by_fold(walk().follow_aliases()), expect);
 }
