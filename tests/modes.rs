@@ -7,10 +7,10 @@
 mod common;
 mod model;
 
-use model::{Consumer, Mode, NX, P, PS, RW, W, X, bits};
+use model::{Consumer, Mode, NX, P, PS, RW, US, W, X, bits};
 use ptwalk::{
-    Access, FaultReason, I686, OwnerIndex, OwnerSlot, Pae, PhysAddr, Resolution, SpaceId, Walk,
-    WalkEvent, X86_64, resolve_alias,
+    Access, FaultReason, I686, OwnerIndex, OwnerSlot, Pae, PhysAddr, Resolution, SpaceId, Spaces,
+    Translation, VirtAddr, Walk, WalkError, WalkEvent, X86_64, resolve_alias,
 };
 use quickcheck::{Arbitrary, Gen, QuickCheck};
 
@@ -24,9 +24,7 @@ macro_rules! in_mode {
                 $body
             }
             Mode::Pae { nxe, max_phys_bits } => {
-                let $m = Pae::new()
-                    .with_nxe(nxe)
-                    .with_max_phys_bits(max_phys_bits);
+                let $m = Pae::new().with_nxe(nxe).with_max_phys_bits(max_phys_bits);
                 $body
             }
             Mode::X86_64 {
@@ -225,7 +223,14 @@ impl Scenario {
     }
 
     fn model(&self, mem: &[u8], consumer: Consumer<'_>) -> Vec<WalkEvent> {
-        model::model(self.mode, mem, &self.roots, self.address, self.len, consumer)
+        model::model(
+            self.mode,
+            mem,
+            &self.roots,
+            self.address,
+            self.len,
+            consumer,
+        )
     }
 }
 
@@ -303,11 +308,12 @@ impl Arbitrary for Scenario {
                 Mode::Pae { .. } => {
                     (page << 12) | (pae_slot(page) << 5) | (u64::arbitrary(g) & 0x18)
                 }
-                Mode::X86_64 { .. } => {
-                    (page << 12) | (u64::arbitrary(g) & (0xFFF | (1 << 63)))
-                }
+                Mode::X86_64 { .. } => (page << 12) | (u64::arbitrary(g) & (0xFFF | (1 << 63))),
             };
-            if !roots.iter().any(|&r| mode.root_table(r) == mode.root_table(cr3)) {
+            if !roots
+                .iter()
+                .any(|&r| mode.root_table(r) == mode.root_table(cr3))
+            {
                 roots.push(cr3);
             }
         }
@@ -374,7 +380,11 @@ impl Edits {
         let root_writes: Vec<&(u8, u16, u64)> = s
             .writes
             .iter()
-            .filter(|&&(t, _, _)| s.roots.iter().any(|&r| mode.root_table(r) >> 12 == u64::from(t)))
+            .filter(|&&(t, _, _)| {
+                s.roots
+                    .iter()
+                    .any(|&r| mode.root_table(r) >> 12 == u64::from(t))
+            })
             .collect();
         Edits(
             (0..n)
@@ -477,10 +487,13 @@ fn the_model_agrees_with_the_i686_model() {
                 .map(without_execute)
                 .collect::<Vec<_>>()
         };
-        let executable = s.model(&mem, Consumer::FollowIn(&mem)).iter().all(|e| match e {
-            WalkEvent::Leaf(l) => l.access.bits() & X != 0 || Access::ALL.bits() & X == 0,
-            _ => true,
-        });
+        let executable = s
+            .model(&mem, Consumer::FollowIn(&mem))
+            .iter()
+            .all(|e| match e {
+                WalkEvent::Leaf(l) => l.access.bits() & X != 0 || Access::ALL.bits() & X == 0,
+                _ => true,
+            });
         old(common::Consumer::References) == new(Consumer::References)
             && old(common::Consumer::FollowIn(&mem)) == new(Consumer::FollowIn(&mem))
             && old(common::Consumer::FollowIn(&edited)) == new(Consumer::FollowIn(&edited))
@@ -496,7 +509,7 @@ struct Coverage {
     /// Aliases by (mode family, level of the table holding the entry).
     aliases: [[usize; 6]; 4],
     same_space: [usize; 4],
-    /// Leaves by (mode family, size_log2 bucket: 12, 21, 22, 30).
+    /// Leaves by (mode family, `size_log2` bucket: 12, 21, 22, 30).
     leaves: [[usize; 4]; 4],
     reserved: [usize; 4],
     out_of_bounds: [usize; 4],
@@ -575,7 +588,6 @@ fn coverage(cases: usize) -> Coverage {
 fn generator_covers_every_mode_and_level() {
     let c = coverage(2000);
     let report = format!("{c:?}");
-    eprintln!("{report}");
     for f in 0..4 {
         let levels = [2, 3, 4, 5][f];
         for level in 0..6 {
@@ -595,10 +607,19 @@ fn generator_covers_every_mode_and_level() {
     }
     // Page sizes: 4 MiB in i686 only, 2 MiB in PAE and x86-64, 1 GiB in
     // x86-64 only.
-    assert!(c.leaves[0][2] >= 10 && c.leaves[0][1] + c.leaves[0][3] == 0, "{report}");
-    assert!(c.leaves[1][1] >= 10 && c.leaves[1][2] + c.leaves[1][3] == 0, "{report}");
+    assert!(
+        c.leaves[0][2] >= 10 && c.leaves[0][1] + c.leaves[0][3] == 0,
+        "{report}"
+    );
+    assert!(
+        c.leaves[1][1] >= 10 && c.leaves[1][2] + c.leaves[1][3] == 0,
+        "{report}"
+    );
     for f in 2..4 {
-        assert!(c.leaves[f][1] >= 10 && c.leaves[f][3] >= 10 && c.leaves[f][2] == 0, "{report}");
+        assert!(
+            c.leaves[f][1] >= 10 && c.leaves[f][3] >= 10 && c.leaves[f][2] == 0,
+            "{report}"
+        );
         assert!(c.upper[f] >= 10, "family {f}: {report}");
     }
     assert!(c.nx[1] >= 10 && c.nx[2] >= 10 && c.nx[3] >= 10, "{report}");
@@ -846,10 +867,210 @@ fn follow_equals_independent_single_walks() {
     qc().quickcheck(prop as fn(Scenario) -> bool);
 }
 
+/// Whether event `e` (of the model's follow stream over the whole space)
+/// covers `va`: a leaf's page, a reserved entry's region, the region of
+/// the entry reaching an unreadable table (the whole space for a root).
+fn covers(mode: Mode, e: &WalkEvent, va: u64) -> bool {
+    let region = |start: u64, shift: u32| va.wrapping_sub(start) < (1u64 << shift);
+    match e {
+        WalkEvent::Leaf(l) => l.translate(VirtAddr(va)).is_some(),
+        WalkEvent::Fault(f) if f.reason == FaultReason::Reserved => {
+            region(f.va.0, mode.shift(f.level.0))
+        }
+        WalkEvent::Fault(f) if f.level.0 == mode.levels() => true,
+        WalkEvent::Fault(f) => region(f.va.0, mode.shift(f.level.0 + 1)),
+        _ => false,
+    }
+}
+
+/// Single-address translation (`Spaces::translate`) agrees with the
+/// model's follow stream in every mode: the leaf or fault covering the VA,
+/// or unmapped; `Unaddressable` for a VA outside the mode (non-canonical,
+/// or past 4 GiB).
+#[test]
+fn translate_agrees_with_the_model() {
+    fn prop(s: Scenario, probes: Vec<u64>) -> bool {
+        let mem = s.image();
+        let roots = s.roots();
+        let events = model::model(
+            s.mode,
+            &mem,
+            &s.roots,
+            0,
+            u64::MAX,
+            Consumer::FollowIn(&mem),
+        );
+        let mut vas: Vec<(usize, u64)> = Vec::new();
+        for (k, &p) in probes.iter().enumerate() {
+            let space = k % roots.len();
+            vas.push((space, p));
+            vas.push((space, s.mode.canonical(p)));
+            vas.push((space, s.mode.canonical(p & 0xFFFF_FFFF)));
+        }
+        for e in &events {
+            vas.push((e.space().index(), e.va().0 + 0x123));
+            if let WalkEvent::Leaf(l) = e {
+                vas.push((e.space().index(), l.va.0 + (l.size() - 1)));
+            }
+        }
+        in_mode!(s.mode, m => {
+            let spaces = Spaces::new_in(m, &mem[..], &roots).unwrap();
+            vas.iter().all(|&(space, va)| {
+                let got = spaces.translate(SpaceId(space as u32), VirtAddr(va));
+                if !s.mode.addressable(va) {
+                    return matches!(got, Err(WalkError::Unaddressable(v)) if v.0 == va);
+                }
+                let covering = events
+                    .iter()
+                    .find(|e| e.space().index() == space && covers(s.mode, e, va));
+                let ok = match (&got, covering) {
+                    (Ok(Translation::Mapped(l)), Some(WalkEvent::Leaf(e))) => l == e,
+                    (Ok(Translation::Fault(f)), Some(WalkEvent::Fault(e))) => f == e,
+                    (Ok(Translation::Unmapped), None) => true,
+                    _ => false,
+                };
+                if !ok {
+                    eprintln!("space {space} va {va:#x}: got {got:?}, model {covering:?}");
+                }
+                ok
+            })
+        })
+    }
+    qc().quickcheck(prop as fn(Scenario, Vec<u64>) -> bool);
+}
+
+/// Sharing at every level at once, built by hand in PAE, 4-level and
+/// 5-level paging: three roots (PAE: three PDPTs in one page); a level
+/// L-1 table reached by roots 0 and 1 and twice by root 0; root 2's own
+/// level L-1 table reaching the level L-2 table below it; a page table
+/// reached from three entries of one PD; plus a 2 MiB page, a 1 GiB page
+/// (x86-64), NX on root 0's second entry, a reserved entry and a table
+/// outside memory. The walk equals the model, and the aliases are exactly
+/// the expected (space, level, owner) ones.
+#[test]
+fn sharing_at_every_level_at_once() {
+    let modes = [
+        Mode::Pae {
+            nxe: true,
+            max_phys_bits: 52,
+        },
+        Mode::X86_64 {
+            la57: false,
+            nxe: true,
+            max_phys_bits: 52,
+        },
+        Mode::X86_64 {
+            la57: true,
+            nxe: true,
+            max_phys_bits: 52,
+        },
+    ];
+    for mode in modes {
+        let levels = mode.levels();
+        let mut mem = vec![0u8; 0x20_000];
+        let mut put = |table: u64, i: u64, v: u64| {
+            let o = (table + 8 * i) as usize;
+            mem[o..o + 8].copy_from_slice(&v.to_le_bytes());
+        };
+        let (roots, a, b) = match mode {
+            Mode::Pae { .. } => ([0x1000, 0x1020, 0x1040], 3, 2),
+            _ => ([0x1000, 0x2000, 0x3000], 0x111, 0x1FF),
+        };
+        // chain[k] is the table at level k (chain[1] the page table).
+        let chain: Vec<u64> = (0..levels)
+            .map(|k| 0x4000 + u64::from(k) * 0x1000)
+            .collect();
+        let s2 = 0x10_000;
+        let flags = P | RW | US;
+        let top = chain[usize::from(levels) - 1];
+        // NX on root 0's second entry (PAE: a PDPTE has no NX bit, so on
+        // root 2's PD entry instead); a PDPTE reserves RW and US too.
+        let (nx0, nx2, root_flags) = match mode {
+            Mode::Pae { .. } => (0, NX, P),
+            _ => (NX, 0, flags),
+        };
+        put(roots[0], a, top | root_flags);
+        put(roots[0], b, top | root_flags | nx0);
+        put(roots[1], a, top | root_flags);
+        put(roots[2], a, s2 | root_flags);
+        for k in 2..usize::from(levels) {
+            put(chain[k], 0, chain[k - 1] | flags);
+        }
+        put(s2, 0, chain[usize::from(levels) - 2] | flags | nx2);
+        put(chain[2], 1, chain[1] | flags);
+        put(chain[2], 2, chain[1] | flags);
+        put(chain[2], 5, 0x4060_0000 | P | PS | RW);
+        put(chain[2], 6, 0x4080_0000 | P | PS | (1 << 13)); // reserved
+        put(chain[2], 7, 0x7700_0000 | flags); // outside memory
+        if levels >= 4 {
+            put(chain[3], 5, 0x8000_0000 | P | PS | RW | US);
+        }
+        put(chain[1], 0, 0x5_5000 | flags);
+        let s = Scenario {
+            mode,
+            writes: Vec::new(),
+            roots: roots.to_vec(),
+            tail: 0,
+            address: 0,
+            len: u64::MAX,
+        };
+        let refs = s.model(&mem, Consumer::References);
+        let follow = s.model(&mem, Consumer::FollowIn(&mem));
+        assert_eq!(
+            references(&s, &mem),
+            (refs.clone(), refs.clone()),
+            "{mode:?}"
+        );
+        let (next, fold, plain) = self::follow(&s, &mem, &mem);
+        assert_eq!(next, follow, "{mode:?}");
+        assert_eq!(fold, follow, "{mode:?}");
+        assert_eq!(plain.unwrap(), follow, "{mode:?}");
+        let aliases: Vec<(u32, u8, u32)> = refs
+            .iter()
+            .filter_map(|e| match e {
+                WalkEvent::Aliasing(x) => Some((x.space.0, x.level.0, x.owner.0)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            aliases,
+            [
+                (0, 2, 0),
+                (0, 2, 0),
+                (0, levels, 0),
+                (1, levels, 0),
+                (2, levels - 1, 0)
+            ],
+            "{mode:?}"
+        );
+        // Roots 0 (twice) and 1 reach the page table through the PD's three
+        // entries, root 2 through its own level L-1 table: in PAE that
+        // table is a PD whose one entry names the page table; otherwise
+        // the chain below it holds the PD, and in 5-level paging the PDPT
+        // with the 1 GiB page too.
+        let count = |size: u8| {
+            follow
+                .iter()
+                .filter(|e| matches!(e, WalkEvent::Leaf(l) if l.size_log2 == size))
+                .count()
+        };
+        let nx = follow
+            .iter()
+            .filter(|e| matches!(e, WalkEvent::Leaf(l) if !l.access.executable()))
+            .count();
+        let expect = match levels {
+            3 => (10, 3, 0, 1),
+            4 => (12, 4, 3, 5),
+            _ => (12, 4, 4, 5),
+        };
+        assert_eq!((count(12), count(21), count(30), nx), expect, "{mode:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Bugs the properties found, as minimal cases.
 
-/// The last 4 KiB page of the 64-bit space (VA 0xffff_ffff_ffff_f000,
+/// The last 4 KiB page of the 64-bit space (VA `0xffff_ffff_ffff_f000`,
 /// reached through entry 511 at every level) is reported, and the walk
 /// ends there instead of overflowing the VA past it.
 #[test]
@@ -860,7 +1081,12 @@ fn bug_va_overflow_after_the_last_page_of_the_upper_half() {
         max_phys_bits: 52,
     };
     let mut mem = vec![0u8; 0x5000];
-    for (table, next) in [(0x1000, 0x2000), (0x2000, 0x3000), (0x3000, 0x4000), (0x4000, 0x9000)] {
+    for (table, next) in [
+        (0x1000, 0x2000),
+        (0x2000, 0x3000),
+        (0x3000, 0x4000),
+        (0x4000, 0x9000),
+    ] {
         let o = table + 511 * 8;
         mem[o..o + 8].copy_from_slice(&(next | P | RW).to_le_bytes());
     }
@@ -871,7 +1097,11 @@ fn bug_va_overflow_after_the_last_page_of_the_upper_half() {
     let walk = || Walk::new_in(X86_64::new(), &mem[..], &roots).unwrap();
     let mut slots = slots();
     assert_eq!(
-        by_next(walk().with_owners(OwnerIndex::new(&mut slots[..])).references()),
+        by_next(
+            walk()
+                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .references()
+        ),
         expect
     );
     assert_eq!(by_next(walk().follow_aliases()), expect);
