@@ -249,7 +249,7 @@ fn range(g: &mut Gen, mode: Mode) -> (u64, u64) {
     let size = 1u64 << mode.shift(level);
     let jitter = |g: &mut Gen| u64::arbitrary(g) % (2 * size);
     let half = 1u64 << (mode.va_bits() - 1);
-    match u8::arbitrary(g) % 12 {
+    match u8::arbitrary(g) % 13 {
         0..=3 => (0, u64::MAX),
         4 => (hot_va(g, mode) & !(size - 1), size),
         5 => (hot_va(g, mode).wrapping_add(jitter(g)), jitter(g)),
@@ -270,7 +270,14 @@ fn range(g: &mut Gen, mode: Mode) -> (u64, u64) {
         // From somewhere to the very end.
         10 => (hot_va(g, mode), u64::MAX),
         // The upper half only.
-        _ => (mode.canonical(half), u64::MAX),
+        11 => (mode.canonical(half), u64::MAX),
+        // From a hot VA of the lower half to one of the upper half (the
+        // hole between them skipped).
+        _ => {
+            let lo = hot_va(g, mode) & (half - 1);
+            let hi = mode.canonical(hot_va(g, mode) | half);
+            (lo, hi.wrapping_sub(lo).wrapping_add(size))
+        }
     }
 }
 
@@ -518,9 +525,12 @@ struct Coverage {
     nx: [usize; 4],
     /// Events at upper-half VAs (x86-64 4-level, 5-level).
     upper: [usize; 4],
-    /// Followed leaves under a path whose access differs from the
-    /// leaf's own entry (our path, not the owner's).
+    /// Events the follow consumer adds to the references stream (the
+    /// followed aliases' contents).
     followed: [usize; 4],
+    /// Scenarios whose range crosses the non-canonical hole with events
+    /// on both sides of it.
+    across_hole: [usize; 4],
 }
 
 /// 0 i686, 1 PAE, 2 4-level, 3 5-level.
@@ -575,6 +585,13 @@ fn coverage(cases: usize) -> Coverage {
         let refs = s.model(&mem, Consumer::References);
         let follow = s.model(&mem, Consumer::FollowIn(&mem));
         c.followed[f] += follow.len().saturating_sub(refs.len());
+        let half = 1u64 << (s.mode.va_bits() - 1);
+        let crosses = s.mode.is_canonical_mode()
+            && s.address < half
+            && s.address.saturating_add(s.len) > 0u64.wrapping_sub(half);
+        let below = follow.iter().any(|e| e.va().0 < half);
+        let above = follow.iter().any(|e| e.va().0 >= half);
+        c.across_hole[f] += usize::from(crosses && below && above && s.address > 0);
     }
     c
 }
@@ -588,6 +605,9 @@ fn coverage(cases: usize) -> Coverage {
 fn generator_covers_every_mode_and_level() {
     let c = coverage(2000);
     let report = format!("{c:?}");
+    if std::env::var_os("PTWALK_COVERAGE").is_some() {
+        eprintln!("{report}");
+    }
     for f in 0..4 {
         let levels = [2, 3, 4, 5][f];
         for level in 0..6 {
@@ -621,6 +641,7 @@ fn generator_covers_every_mode_and_level() {
             "{report}"
         );
         assert!(c.upper[f] >= 10, "family {f}: {report}");
+        assert!(c.across_hole[f] >= 4, "family {f}: {report}");
     }
     assert!(c.nx[1] >= 10 && c.nx[2] >= 10 && c.nx[3] >= 10, "{report}");
     assert_eq!(c.upper[0] + c.upper[1], 0, "{report}");
