@@ -371,9 +371,11 @@ fn qc() -> QuickCheck {
 /// the rest three in four target the scenario's roots (`ROOT + k` is root
 /// `k` modulo the number of roots), the others table pages, and indices
 /// favour the hot slots, so owners' entries change often and aliases lose
-/// their target (or gain another).
+/// their target (or gain another). One edit set in eight also cuts the
+/// follow memory short (`cut`: bytes kept), so owners' roots and tables
+/// fault there.
 #[derive(Clone, Debug)]
-struct Edits(Vec<(u8, u16, u64)>);
+struct Edits(Vec<(u8, u16, u64)>, Option<usize>);
 
 impl Edits {
     const ROOT: u8 = 128;
@@ -393,6 +395,8 @@ impl Edits {
                     .any(|&r| mode.root_table(r) >> 12 == u64::from(t))
             })
             .collect();
+        let cut = (u8::arbitrary(g) % 8 == 0)
+            .then(|| usize::from(u16::arbitrary(g)) % ((TABLES as usize + 1) * 0x1000));
         Edits(
             (0..n)
                 .map(|_| {
@@ -427,6 +431,7 @@ impl Edits {
                     (t, i, v)
                 })
                 .collect(),
+            cut,
         )
     }
 
@@ -449,6 +454,9 @@ impl Edits {
             if let Some(e) = edited.get_mut(table..table + w) {
                 e.copy_from_slice(&v.to_le_bytes()[..w]);
             }
+        }
+        if let Some(keep) = self.1 {
+            edited.truncate(keep);
         }
         edited
     }
@@ -747,12 +755,15 @@ impl Arbitrary for Edited {
 
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
         let (s, e) = (self.0.clone(), self.1.clone());
+        let uncut =
+            e.1.is_some()
+                .then(|| Edited(s.clone(), Edits(e.0.clone(), None)));
         let edits = e.0.shrink().map({
-            let s = s.clone();
-            move |e| Edited(s.clone(), Edits(e))
+            let (s, cut) = (s.clone(), e.1);
+            move |v| Edited(s.clone(), Edits(v, cut))
         });
         let scenarios = s.shrink().map(move |s| Edited(s, e.clone()));
-        Box::new(edits.chain(scenarios))
+        Box::new(uncut.into_iter().chain(edits).chain(scenarios))
     }
 }
 
