@@ -345,13 +345,26 @@ impl Arbitrary for Scenario {
                 ..base.clone()
             }
         });
-        let roots = self.roots.clone().shrink().filter(|r| !r.is_empty()).map({
-            let base = base.clone();
-            move |roots| Scenario {
-                roots,
-                ..base.clone()
-            }
-        });
+        let mode = self.mode;
+        let distinct = move |r: &Vec<u64>| {
+            r.iter().enumerate().all(|(i, &a)| {
+                r[..i]
+                    .iter()
+                    .all(|&b| mode.root_table(a) != mode.root_table(b))
+            })
+        };
+        let roots = self
+            .roots
+            .clone()
+            .shrink()
+            .filter(move |r| !r.is_empty() && distinct(r))
+            .map({
+                let base = base.clone();
+                move |roots| Scenario {
+                    roots,
+                    ..base.clone()
+                }
+            });
         let full = (self.len != u64::MAX || self.address != 0).then_some(Scenario {
             address: 0,
             len: u64::MAX,
