@@ -37,11 +37,16 @@ pub const PS: u64 = 1 << 7;
 /// Execute-disable (PAE and x86-64, meaningful with EFER.NXE).
 pub const NX: u64 = 1 << 63;
 
-/// The model's own access bits (the crate's `Access` is only built from
-/// them at the boundary): writable, user, executable.
+// The model's own access bits; the crate's `Access` is only built from
+// them at the boundary.
+
+/// Writable: RW set at every level.
 pub const W: u8 = 1;
+/// User: US set at every level.
 pub const U: u8 = 2;
+/// Executable: no NX along the path (where EFER.NXE gives NX a meaning).
 pub const X: u8 = 4;
+/// Everything: the identity of the AND along a path.
 pub const ALL: u8 = W | U | X;
 
 /// A paging mode with the control-register options the hardware reads.
