@@ -59,7 +59,7 @@ use crate::input;
 const RELEASE_PAGES: u64 = 1 << 14;
 
 /// The present bit, bit 0 of every x86 entry format.
-const P: u64 = 1;
+const PRESENT: u64 = 1;
 /// The accessed and dirty bits (5, 6), which the hardware sets in one
 /// copy of an entry and not in another.
 const AD: u64 = 0x60;
@@ -67,6 +67,8 @@ const AD: u64 = 0x60;
 const NX: u64 = 1 << 63;
 /// The first VA of the kernel half in the 32-bit modes (a 3G/1G split).
 const KERNEL_VA_32: u64 = 0xC000_0000;
+/// A page of zeros.
+const ZEROS: &[u8] = &[0; 4096];
 /// The distance between the two roots of a PTI pair.
 const PAIR: u64 = 0x1000;
 
@@ -282,7 +284,7 @@ impl<'a, P: PagingMode, M: PhysMem> Scanner<'a, P, M> {
         s.kernel > 0
             && s.entries[..self.g.kernel]
                 .iter()
-                .all(|&raw| raw & P == 0 || self.mode.access(raw, self.g.level).user())
+                .all(|&raw| raw & PRESENT == 0 || self.mode.access(raw, self.g.level).user())
     }
 }
 
@@ -317,11 +319,11 @@ fn table_plausible<P: PagingMode, M: PhysMem>(
 fn kernel_matches(c: &[u64], known: &[u64]) -> bool {
     let (mut equal, mut differ, mut known_present) = (0u32, 0u32, 0u32);
     for (&a, &b) in c.iter().zip(known) {
-        if b & P == 0 {
+        if b & PRESENT == 0 {
             continue;
         }
         known_present += 1;
-        if a & P != 0 {
+        if a & PRESENT != 0 {
             if a & !AD == b & !AD {
                 equal += 1;
             } else {
@@ -334,7 +336,7 @@ fn kernel_matches(c: &[u64], known: &[u64]) -> bool {
 
 /// Present entries in a kernel-half view.
 fn present(v: &[u64]) -> usize {
-    v.iter().filter(|&&e| e & P != 0).count()
+    v.iter().filter(|&&e| e & PRESENT != 0).count()
 }
 
 /// Candidate roots in `dump` for `mode`: the `known` ones first (root
@@ -394,9 +396,9 @@ pub fn find<P: PagingMode>(
             let Ok(bytes) = mem.lend(PhysAddr(here), 4096) else {
                 continue;
             };
-            // Present bits are bit 0 of each entry: a page without any is
-            // no root at any offset.
-            if !bytes.chunks_exact(P::ENTRY_BYTES).any(|e| e[0] & 1 != 0) {
+            // A page without a present bit (bit 0 of each entry) is no root
+            // at any offset; zero pages, the most common, go by memcmp.
+            if bytes == ZEROS || !bytes.chunks_exact(P::ENTRY_BYTES).any(|e| e[0] & 1 != 0) {
                 continue;
             }
             for at in (here..here + 4096).step_by(g.bytes) {
@@ -432,7 +434,12 @@ pub fn find<P: PagingMode>(
     // group (the processes of the dump's kernel share it); a root whose
     // kernel half no other repeats is more likely a stray table.
     if known_views.is_empty() {
-        let views: Vec<Vec<u64>> = found.iter().map(|(_, _, s)| sc.view(s)).collect();
+        // Known roots are listed whatever their group.
+        let n_known = found.len() - found.iter().filter(|f| f.1 == How::Scan).count();
+        let views: Vec<Vec<u64>> = found[n_known..]
+            .iter()
+            .map(|(_, _, s)| sc.view(s))
+            .collect();
         let mut group: Vec<usize> = Vec::with_capacity(found.len());
         let mut heads: Vec<usize> = Vec::new();
         let mut sizes: Vec<usize> = Vec::new();
@@ -449,7 +456,8 @@ pub fn find<P: PagingMode>(
             group.push(g);
         }
         let best = sizes.iter().copied().max().unwrap_or(0);
-        let mut keep = group.iter().map(|&g| best >= 2 && sizes[g] == best);
+        let mut keep = std::iter::repeat_n(true, n_known)
+            .chain(group.iter().map(|&g| best >= 2 && sizes[g] == best));
         found.retain(|_| keep.next().unwrap_or(false));
     }
     if g.pairs {
@@ -572,4 +580,357 @@ pub fn print(c: &[Candidate], format: RootsFormat, out: &mut impl Write) -> io::
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! `find` in every mode: small images built here, and the real guests'
+    //! extracts (`tests/fixtures/guests/<name>/`: every root's tables, on
+    //! an image of zeros as large as the guest's memory).
+
+    use std::collections::BTreeSet;
+    use std::io::Read;
+    use std::path::PathBuf;
+
+    use ptwalk::{I686, Pae, X86_64};
+
+    use super::*;
+
+    const PS: u64 = 0x80;
+
+    /// A scratch directory for this test's files.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ptwalk-roots-{}-{name}.d", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Memory being built: 8-byte or 4-byte entries put by table and index.
+    struct Img(Vec<u8>);
+
+    impl Img {
+        fn new(len: usize) -> Img {
+            Img(vec![0; len])
+        }
+        fn put(&mut self, table: u64, i: usize, raw: u64) {
+            let at = table as usize + 8 * i;
+            self.0[at..at + 8].copy_from_slice(&raw.to_le_bytes());
+        }
+        fn put32(&mut self, table: u64, i: usize, raw: u32) {
+            let at = table as usize + 4 * i;
+            self.0[at..at + 4].copy_from_slice(&raw.to_le_bytes());
+        }
+        /// A page of pseudo-random bytes, and the next page of small odd
+        /// numbers (each a present entry naming frame 0, a page of zeros).
+        fn garbage(&mut self, page: u64) {
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            for i in 0..512 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                self.put(page, i, x);
+            }
+            for i in 0..1024 {
+                self.put32(page + 0x1000, i, 2 * i as u32 + 1);
+            }
+        }
+        fn dump(&self, name: &str) -> (Dump, PathBuf) {
+            let dir = scratch(name);
+            let path = dir.join("mem.raw");
+            std::fs::write(&path, &self.0).unwrap();
+            (Dump::open(&path, None).unwrap(), dir)
+        }
+    }
+
+    fn known(r: u64) -> Vec<(PhysAddr, String)> {
+        vec![(PhysAddr(r), "like".to_string())]
+    }
+
+    /// (root, how) of each candidate, in order.
+    fn hows(c: &[Candidate]) -> Vec<(u64, String)> {
+        c.iter().map(|c| (c.root.0, c.how.to_string())).collect()
+    }
+
+    fn pairs_of(v: &[(u64, &str)]) -> Vec<(u64, String)> {
+        v.iter().map(|&(r, h)| (r, h.to_string())).collect()
+    }
+
+    #[test]
+    fn i686_directories_share_their_kernel_half() {
+        let mut m = Img::new(0x10_0000);
+        let (kpt, upt) = (0x1000, 0x2000);
+        m.put32(kpt, 0, 0x3000 | 3);
+        m.put32(upt, 5, 0x4000 | 7);
+        for d in [0x10000u64, 0x11000, 0x13000] {
+            m.put32(d, 0x300, kpt as u32 | 3);
+            m.put32(d, 0x301, 3 | PS as u32);
+            m.put32(d, 1, upt as u32 | 7);
+        }
+        m.garbage(0x20000);
+        let (dump, dir) = m.dump("small-i686");
+        let mode = I686 { pse: true };
+        let want = pairs_of(&[(0x10000, "like"), (0x11000, "like"), (0x13000, "like")]);
+        let like = find(&dump, mode, &known(0x11000), false);
+        assert_eq!(hows(&like), [&want[1..2], &want[..1], &want[2..]].concat());
+        // Both halves counted; the kernel's table and the user table are
+        // shared by all three (the 4 MiB page is no table).
+        assert_eq!((like[0].user, like[0].kernel, like[0].shared), (1, 2, 2));
+        let scan = find(&dump, mode, &[], false);
+        let want: Vec<_> = want.iter().map(|(r, _)| (*r, "scan".to_string())).collect();
+        assert_eq!(hows(&scan), want);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pae_pdpts_are_found_at_any_32_byte_slot_and_compared_by_contents() {
+        let mut m = Img::new(0x10_0000);
+        // The kernel's PMD: a 2 MiB page and a page table; a per-process
+        // copy of it (as PTI makes); a PMD that differs.
+        let (kpmd, copy, other, kpt) = (0x1000, 0x2000, 0x3000, 0x4000);
+        m.put(kpt, 0, 0x5000 | 3);
+        for pmd in [kpmd, copy, other] {
+            m.put(pmd, 0, 0x0020_0000 | 3 | PS);
+            m.put(pmd, 1, kpt | 3);
+            m.put(pmd, 2, 0x0040_0000 | 3 | PS);
+        }
+        m.put(other, 2, 0x0060_0000 | 3 | PS);
+        m.put(other, 3, 0x0080_0000 | 3 | PS);
+        // User PMDs, each with a page table.
+        let upt = 0x6000;
+        m.put(upt, 7, 0x8000 | 7);
+        for u in [0x7000u64, 0x9000, 0xA000] {
+            m.put(u, 0, upt | 7);
+        }
+        // Four PDPTs: page aligned, at 0x20 and 0x60 in a page (slab
+        // objects), and a last one whose kernel PMD differs.
+        let roots = [
+            (0x10000u64, 0x7000u64, kpmd),
+            (0x11020, 0x9000, kpmd),
+            (0x11060, 0xA000, copy),
+            (0x110A0, 0xA000, other),
+        ];
+        for (r, u, k) in roots {
+            m.put(r, 0, u | 1);
+            m.put(r, 3, k | 1);
+        }
+        m.garbage(0x20000);
+        let (dump, dir) = m.dump("small-pae");
+        let mode = Pae::default();
+        let like = find(&dump, mode, &known(0x10000), false);
+        assert_eq!(
+            hows(&like),
+            pairs_of(&[(0x10000, "like"), (0x11020, "like"), (0x11060, "like")])
+        );
+        assert_eq!((like[1].user, like[1].kernel, like[1].shared), (1, 1, 1));
+        // 0x11060 and 0x110A0 share a user PMD, not shown: 0x110A0 is no
+        // candidate, so 0x11060 shares nothing.
+        assert_eq!(like[2].shared, 0);
+        // The scan groups the three whose kernel PMDs hold the same.
+        let scan = find(&dump, mode, &[], false);
+        assert_eq!(
+            hows(&scan),
+            pairs_of(&[(0x10000, "scan"), (0x11020, "scan"), (0x11060, "scan")])
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Two processes' PTI pairs (kernel root at +0, user root at +0x1000)
+    /// for `levels` (4 or 5), and a garbage page.
+    fn pti_image(levels: u8) -> Img {
+        let mut m = Img::new(0x10_0000);
+        // Below the top: one table per top entry, each mapping a 1 GiB page
+        // (or, one level lower, a table) so that nothing below is empty.
+        let t = |m: &mut Img, at: u64, to: u64| m.put(at, 0, to | 7);
+        let (kdir, kdir2, tramp, udir) = (0x1000, 0x2000, 0x3000, 0x4000);
+        for d in [kdir, kdir2, tramp, udir] {
+            if levels == 4 {
+                m.put(d, 0, 0x4000_0000 | 3 | PS);
+            } else {
+                t(&mut m, d, 0x5000);
+            }
+        }
+        m.put(0x5000, 0, 0x4000_0000 | 3 | PS);
+        for (k, u) in [(0x10000u64, 0x11000u64), (0x14000, 0x15000)] {
+            // The kernel root: the kernel half, and the user half with NX.
+            m.put(k, 256, kdir | 3);
+            m.put(k, 300, kdir2 | 3);
+            m.put(k, 0, udir | 7 | NX);
+            // The user root: the same user half, only the trampoline above.
+            m.put(u, 0, udir | 7);
+            m.put(u, 510, tramp | 3);
+        }
+        m.garbage(0x20000);
+        m
+    }
+
+    fn pti_pairs<P: PagingMode>(mode: P, levels: u8) {
+        let (dump, dir) = pti_image(levels).dump(&format!("pti{levels}"));
+        // Known: the first user root; the other user root is like it, the
+        // kernel roots are their pairs.
+        let from_user = find(&dump, mode, &known(0x11000), false);
+        assert_eq!(
+            hows(&from_user),
+            pairs_of(&[
+                (0x11000, "like"),
+                (0x10000, "pair"),
+                (0x14000, "pair"),
+                (0x15000, "like")
+            ])
+        );
+        assert_eq!((from_user[1].user, from_user[1].kernel), (1, 2));
+        assert_eq!((from_user[0].user, from_user[0].kernel), (1, 1));
+        // The user table (shared by all four) and the kernel's two (by the
+        // two kernel roots); the trampoline's by the two user roots.
+        let shared: Vec<u32> = from_user.iter().map(|c| c.shared).collect();
+        assert_eq!(shared, [2, 3, 3, 2]);
+        let from_kernel = find(&dump, mode, &known(0x14000), false);
+        assert_eq!(
+            hows(&from_kernel),
+            pairs_of(&[
+                (0x14000, "like"),
+                (0x10000, "like"),
+                (0x11000, "pair"),
+                (0x15000, "pair")
+            ])
+        );
+        assert!(
+            summary(&from_kernel).ends_with(", 2 pair"),
+            "{}",
+            summary(&from_kernel)
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn x86_64_pti_pairs_are_found_from_either_root() {
+        pti_pairs(X86_64::default(), 4);
+    }
+
+    #[test]
+    fn la57_pti_pairs_are_found_from_either_root() {
+        pti_pairs(X86_64::LA57, 5);
+    }
+
+    #[test]
+    fn garbage_is_no_candidate_in_any_mode() {
+        // Garbage alone, given as the known root: only itself comes back,
+        // and the scan finds nothing.
+        let mut m = Img::new(0x10_0000);
+        m.garbage(0x20000);
+        m.garbage(0x40000);
+        let (dump, dir) = m.dump("garbage");
+        fn check<P: PagingMode>(dump: &Dump, mode: P) {
+            for page in [0x20000, 0x21000] {
+                let c = find(dump, mode, &known(page), false);
+                assert_eq!(hows(&c), pairs_of(&[(page, "like")]), "{mode:?}");
+            }
+            assert!(find(dump, mode, &[], false).is_empty(), "{mode:?}");
+        }
+        check(&dump, I686 { pse: true });
+        check(&dump, I686 { pse: false });
+        check(&dump, Pae::default());
+        check(&dump, X86_64::default());
+        check(&dump, X86_64::LA57);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A real guest's extract: (meta.json, image path, scratch dir).
+    fn guest(name: &str) -> (serde_json::Value, Dump, PathBuf) {
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guests");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixtures.join(name).join("meta.json")).unwrap())
+                .unwrap();
+        let gz = std::fs::read(fixtures.join(name).join("tables.bin.gz")).unwrap();
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        assert_eq!(raw.len() % 4104, 0, "{name}: whole records");
+        // A sparse file as large as the guest's memory, the tables in place.
+        let dir = scratch(name);
+        let path = dir.join("mem.raw");
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(meta["memory_bytes"].as_u64().unwrap()).unwrap();
+        for rec in raw.chunks_exact(4104) {
+            let pa = u64::from_le_bytes(rec[..8].try_into().unwrap());
+            std::os::unix::fs::FileExt::write_all_at(&f, &rec[8..], pa).unwrap();
+        }
+        drop(f);
+        (meta, Dump::open(&path, None).unwrap(), dir)
+    }
+
+    fn hex(v: &serde_json::Value) -> u64 {
+        u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    }
+
+    /// Every root the guest's vCPUs and PTI pairs name is found, from the
+    /// first vCPU's root alone, from every vCPU's (as on a QEMU core) and
+    /// by the scan with nothing known; nothing else is (the extract holds
+    /// only tables). Under PTI, one root of each pair is `pair`.
+    fn every_root_of<P: PagingMode>(name: &str, mode: P) {
+        let (meta, dump, dir) = guest(name);
+        let want: BTreeSet<u64> = meta["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| hex(&r["pa"]))
+            .collect();
+        let pti = meta["pti"].as_bool().unwrap();
+        let vcpus: Vec<u64> = meta["vcpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| mode.root_table(PhysAddr(hex(&v["cr3"]))).0)
+            .collect();
+        let mut cpus: Vec<(PhysAddr, String)> = Vec::new();
+        for (i, &r) in vcpus.iter().enumerate() {
+            if !cpus.iter().any(|(k, _)| k.0 == r) {
+                cpus.push((PhysAddr(r), format!("cpu{i}")));
+            }
+        }
+        let runs = [
+            ("like", find(&dump, mode, &known(vcpus[0]), false)),
+            ("cpus", find(&dump, mode, &cpus, false)),
+            ("scan", find(&dump, mode, &[], false)),
+        ];
+        for (what, c) in &runs {
+            let got: BTreeSet<u64> = c.iter().map(|c| c.root.0).collect();
+            assert_eq!(got, want, "{name} {what}: {:?}", hows(c));
+            assert_eq!(got.len(), c.len(), "{name} {what}: no root twice");
+            let pairs = c.iter().filter(|c| c.how == How::Pair).count();
+            if *what != "scan" {
+                assert_eq!(pairs, if pti { want.len() / 2 } else { 0 }, "{name} {what}");
+            }
+            for p in c.iter().filter(|c| c.how == How::Pair) {
+                let other = c.iter().find(|o| o.root.0 == p.root.0 ^ PAIR).unwrap();
+                assert_ne!(other.how, How::Pair, "{name} {what}");
+            }
+        }
+        // The vCPUs' roots come first, in vCPU order, with their labels.
+        let first: Vec<(u64, String)> = cpus.iter().map(|(r, l)| (r.0, l.clone())).collect();
+        assert_eq!(hows(&runs[1].1)[..cpus.len()], first[..], "{name}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn i686_guest_every_root_is_found() {
+        every_root_of("i686", I686 { pse: true });
+    }
+
+    #[test]
+    fn pae_guest_every_root_is_found() {
+        every_root_of("pae", Pae::default());
+    }
+
+    #[test]
+    fn x86_64_pti_guest_every_root_is_found() {
+        every_root_of("x86_64-pti", X86_64::default());
+    }
+
+    #[test]
+    fn la57_guest_every_root_is_found() {
+        every_root_of("x86_64-la57", X86_64::LA57);
+    }
 }
