@@ -21,14 +21,17 @@ use ptwalk::{
     OwnerIndex, OwnerSlot, PhysAddr, SpaceId, Spaces, VirtAddr, Walk, WalkEvent, WalkExt,
 };
 
-/// A workload ready to walk.
+/// A workload ready to walk, with empty owner-index storage sized for it
+/// (`common::bench_slots`: room for every table, at least 1,024 slots).
 struct Input {
     image: Vec<u8>,
     roots: Vec<PhysAddr>,
+    slots: Vec<OwnerSlot>,
 }
 
 fn input(w: common::Workload) -> Input {
     Input {
+        slots: vec![OwnerSlot::EMPTY; common::bench_slots(w.image.len())],
         image: w.image,
         roots: w.roots.into_iter().map(PhysAddr).collect(),
     }
@@ -59,11 +62,10 @@ macro_rules! walk_benches {
         #[bench::dense1(build_dense1())]
         #[bench::kshared16(build_kshared16())]
         #[bench::sparse1(build_sparse1())]
-        fn $name(input: Input) -> u64 {
-            let mut slots = [OwnerSlot::EMPTY; 1024];
+        fn $name(mut input: Input) -> u64 {
             let walk = Walk::new(&input.image[..], &input.roots)
                 .unwrap()
-                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .with_owners(OwnerIndex::new(&mut input.slots[..]))
                 .$consumer();
             black_box(walk_benches!(@$how walk))
         }
@@ -127,11 +129,10 @@ fn v2p_external((input, vas, space): (Input, Vec<VirtAddr>, SpaceId)) -> u64 {
 #[library_benchmark]
 #[bench::dense1(build_dense1())]
 #[bench::kshared16(build_kshared16())]
-fn counts_follow(input: Input) -> u64 {
-    let mut slots = [OwnerSlot::EMPTY; 1024];
+fn counts_follow(mut input: Input) -> u64 {
     let c = Walk::new(&input.image[..], &input.roots)
         .unwrap()
-        .with_owners(OwnerIndex::new(&mut slots[..]))
+        .with_owners(OwnerIndex::new(&mut input.slots[..]))
         .follow_aliases()
         .counts();
     black_box(c.leaves + c.aliases)
