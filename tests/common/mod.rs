@@ -517,6 +517,29 @@ pub fn x64_v2p_vas() -> (usize, Vec<u64>) {
     (7, vas)
 }
 
+/// A flat physical image (byte `i` is address `i`) from a real-guest
+/// fixture's decompressed `tables.bin.gz`: records of a u64 little-endian
+/// page address and the page's 4,096 bytes. Pages not in the extract read
+/// as zeros.
+///
+/// # Panics
+///
+/// On a partial record or a page that is not page aligned.
+pub fn flat_image_from_records(records: &[u8]) -> Vec<u8> {
+    assert_eq!(records.len() % (8 + 4096), 0, "partial record");
+    let mut img = Vec::new();
+    for rec in records.chunks_exact(8 + 4096) {
+        let pa = u64::from_le_bytes(rec[..8].try_into().unwrap());
+        assert_eq!(pa % 4096, 0, "page {pa:#x} not aligned");
+        let pa = usize::try_from(pa).unwrap();
+        if img.len() < pa + 4096 {
+            img.resize(pa + 4096, 0);
+        }
+        img[pa..pa + 4096].copy_from_slice(&rec[8..]);
+    }
+    img
+}
+
 /// How many of the x86-64 v2p probes are mapped (tests/workloads.rs
 /// derives it from the definitions and from the image).
 pub const X64_V2P_MAPPED: usize = 2033;
