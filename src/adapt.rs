@@ -7,11 +7,7 @@ use core::iter::FusedIterator;
 
 use crate::addr::{PhysAddr, SpaceId, VirtAddr};
 use crate::event::{Leaf, WalkEvent};
-use crate::mode::Access;
-
-/// Entry bits that count as flags when comparing mappings: bits 0..=11
-/// and bit 63 (NX in the 64-bit entry formats).
-pub const FLAG_BITS: u64 = 0xFFF | (1 << 63);
+use crate::mode::{Access, FLAG_BITS};
 
 /// Adaptors on walk-event streams.
 pub trait WalkExt: Iterator<Item = WalkEvent> + Sized {

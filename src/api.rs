@@ -5,8 +5,9 @@ use crate::adapt::{Leaves, WalkExt};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::{FaultReason, WalkError};
 use crate::event::{Fault, Leaf};
+use crate::lookup::{Found, lookup};
 use crate::mem::PhysMem;
-use crate::mode::{Access, Entry, I686, PagingMode};
+use crate::mode::{Entry, I686, PagingMode};
 use crate::owners::NoOwners;
 use crate::walk::{FollowAliases, Roots, Walk};
 
@@ -98,17 +99,26 @@ impl<'a, M: PhysMem + ?Sized> Spaces<'a, M, I686> {
     ///
     /// As [`Walk::new`].
     pub fn new(mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, WalkError> {
-        Roots::Many(roots).check::<I686>()?;
-        Ok(Spaces {
-            mode: I686::default(),
-            mem,
-            roots,
-        })
+        Spaces::new_in(I686::default(), mem, roots)
     }
 }
 
 impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
-    /// The same spaces under another paging mode.
+    /// The spaces rooted at `roots` (as CR3 holds them) in `mem`, in paging
+    /// mode `mode`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Walk::new_in`].
+    pub fn new_in(mode: P, mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, WalkError> {
+        Roots::Many(roots).check(mode)?;
+        Ok(Spaces { mode, mem, roots })
+    }
+}
+
+impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
+    /// The same spaces under another paging mode (roots as checked when
+    /// built: see [`Spaces::new_in`]).
     pub fn with_mode<Q: PagingMode>(self, mode: Q) -> Spaces<'a, M, Q> {
         Spaces {
             mode,
@@ -134,18 +144,23 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
     ///
     /// # Errors
     ///
-    /// [`WalkError::NoSuchSpace`] if `space` is not one of the roots.
+    /// [`WalkError::NoSuchSpace`] if `space` is not one of the roots;
+    /// [`WalkError::Unaddressable`] if `va` is not an address of the mode
+    /// (above 4 GiB in a 32-bit mode, not canonical in x86-64).
     #[inline]
     pub fn translate(&self, space: SpaceId, va: VirtAddr) -> Result<Translation, WalkError> {
         let root = *self
             .roots
             .get(space.index())
             .ok_or(WalkError::NoSuchSpace(space.index()))?;
+        if self.mode.linear(va.0).is_none() {
+            return Err(WalkError::Unaddressable(va));
+        }
         Ok(translate(
             self.mode,
             self.mem,
             space,
-            P::root_table(root),
+            self.mode.root_table(root),
             va,
         ))
     }
@@ -154,7 +169,7 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
 /// Translates `va` in the space `space` whose root table is at `root` (a
 /// table address: [`Spaces::translate`] derives it from the CR3 value
 /// before the call, which measured 7 instructions per translation cheaper
-/// than deriving it here).
+/// than deriving it here). `va` must be an address of the mode.
 #[inline]
 pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
     mode: P,
@@ -163,61 +178,47 @@ pub(crate) fn translate<P: PagingMode, M: PhysMem + ?Sized>(
     root: PhysAddr,
     va: VirtAddr,
 ) -> Translation {
-    if P::VA_BITS < 64 && va.0 >> P::VA_BITS != 0 {
-        return Translation::Unmapped;
-    }
-    let mut table = root;
-    let mut level = Level(P::LEVELS);
-    let mut access = Access::ALL;
-    loop {
-        let t = match mem.table(table, P::table_bytes(level)) {
-            Ok(t) => t,
-            Err(e) => {
-                let region = P::shift(level) + P::index_bits(level);
-                let va = if region >= 64 {
-                    0
-                } else {
-                    va.0 & !((1 << region) - 1)
-                };
-                return Translation::Fault(Fault {
-                    space,
-                    va: VirtAddr(va),
-                    level,
-                    pa: table,
-                    reason: e.into(),
-                });
-            }
-        };
-        let raw = t.load::<P>(P::index(va.0, level));
-        access = access & P::access(raw);
-        match mode.decode(raw, level) {
-            Entry::Absent => return Translation::Unmapped,
-            Entry::Page(pa) => {
-                let shift = P::shift(level);
-                return Translation::Mapped(Leaf {
-                    space,
-                    va: VirtAddr(va.0 & !((1 << shift) - 1)),
-                    pa,
-                    entry: raw,
-                    level,
-                    size_log2: shift as u8,
-                    access,
-                });
-            }
-            Entry::Table(next) => {
-                table = next;
-                level = Level(level.0 - 1);
-            }
-            Entry::Reserved(pa) => {
-                let region = P::shift(level);
-                return Translation::Fault(Fault {
-                    space,
-                    va: VirtAddr(va.0 & !((1 << region) - 1)),
-                    level,
-                    pa,
-                    reason: FaultReason::Reserved,
-                });
-            }
+    let region = |level: Level, bits: u32| {
+        let shift = P::shift(level) + bits;
+        if shift >= 64 {
+            0
+        } else {
+            va.0 & !((1 << shift) - 1)
         }
+    };
+    match lookup(mode, mem, root, va.0, Level::PT) {
+        Found::Entry {
+            entry: Entry::Page(pa),
+            raw,
+            level,
+            access,
+        } => Translation::Mapped(Leaf {
+            space,
+            va: VirtAddr(region(level, 0)),
+            pa,
+            entry: raw,
+            level,
+            size_log2: P::shift(level) as u8,
+            access,
+        }),
+        Found::Entry {
+            entry: Entry::Reserved(pa),
+            level,
+            ..
+        } => Translation::Fault(Fault {
+            space,
+            va: VirtAddr(region(level, 0)),
+            level,
+            pa,
+            reason: FaultReason::Reserved,
+        }),
+        Found::Entry { .. } => Translation::Unmapped,
+        Found::Fault { level, pa, reason } => Translation::Fault(Fault {
+            space,
+            va: VirtAddr(mode.canonical(region(level, P::index_bits(level)))),
+            level,
+            pa,
+            reason,
+        }),
     }
 }

@@ -134,6 +134,9 @@ pub enum WalkError {
     TooManyRoots(usize),
     /// A space index past the end of the roots.
     NoSuchSpace(usize),
+    /// A VA the paging mode cannot address: above 4 GiB in a 32-bit
+    /// mode, or not canonical in x86-64.
+    Unaddressable(crate::VirtAddr),
 }
 
 impl fmt::Display for WalkError {
@@ -149,6 +152,9 @@ impl fmt::Display for WalkError {
             ),
             WalkError::TooManyRoots(n) => write!(f, "{n} roots are more than a walk can number"),
             WalkError::NoSuchSpace(n) => write!(f, "there is no space {n}"),
+            WalkError::Unaddressable(va) => {
+                write!(f, "{va} is not an address this paging mode can translate")
+            }
         }
     }
 }

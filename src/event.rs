@@ -2,11 +2,7 @@
 
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::FaultReason;
-use crate::mode::Access;
-
-/// Bit 9 of a leaf entry (available to software): set by hyperlight-style
-/// guests on copy-on-write pages (which are also read-only).
-pub const COW_BIT: u64 = 1 << 9;
+use crate::mode::{Access, COW_BIT};
 
 /// One event of a walk, in walk order (roots in the given order, then
 /// ascending VA within a space, depth first).

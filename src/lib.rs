@@ -103,15 +103,18 @@ pub use mem::{
 };
 
 pub mod mode;
-pub use mode::{Access, I686, PagingMode};
+pub use mode::{Access, I686, Pae, PagingMode, X86_64};
 
 mod event;
-pub use event::{Aliasing, COW_BIT, Fault, Invalid, Leaf, WalkEvent};
+pub use event::{Aliasing, Fault, Invalid, Leaf, WalkEvent};
+pub use mode::{COW_BIT, FLAG_BITS};
 
 mod owners;
 #[cfg(feature = "alloc")]
 pub use owners::GrowableOwners;
 pub use owners::{Claim, DetectsAliases, NoOwners, OwnerIndex, OwnerSlot, Owners};
+
+mod lookup;
 
 mod resolve;
 pub use resolve::{Resolution, resolve, resolve_alias};
@@ -120,7 +123,7 @@ mod walk;
 pub use walk::{AliasPolicy, Follow, FollowAliases, MAX_LEVELS, References, Refs, Walk};
 
 mod adapt;
-pub use adapt::{Coalesce, Counts, FLAG_BITS, Leaves, Run, WalkExt};
+pub use adapt::{Coalesce, Counts, Leaves, Run, WalkExt};
 
 #[cfg(feature = "alloc")]
 pub mod compact;
@@ -138,7 +141,10 @@ mod facts {
     use static_assertions::{assert_impl_all, const_assert, const_assert_eq};
 
     const_assert_eq!(<I686 as PagingMode>::ENTRY_BYTES, 4);
-    const_assert!(<I686 as PagingMode>::LEVELS as usize <= MAX_LEVELS);
+    const_assert_eq!(<Pae as PagingMode>::ENTRY_BYTES, 8);
+    const_assert!(<I686 as PagingMode>::MAX_LEVELS as usize <= MAX_LEVELS);
+    const_assert!(<Pae as PagingMode>::MAX_LEVELS as usize <= MAX_LEVELS);
+    const_assert!(<X86_64 as PagingMode>::MAX_LEVELS as usize <= MAX_LEVELS);
     const_assert!(core::mem::size_of::<Leaf>() <= 32);
     const_assert!(core::mem::size_of::<WalkEvent>() <= 56);
     // The whole i686 walk state, with a borrowed owner index: a few cache lines.
@@ -148,7 +154,15 @@ mod facts {
     );
     assert_impl_all!(WalkEvent: Copy, Send, Sync);
     assert_impl_all!(Leaf: Copy, Send, Sync);
+    // The x86-64 walk state, sized for 5 levels (the stack always holds
+    // MAX_LEVELS - 1 frames; the mode value adds its options): 336 bytes.
+    const_assert!(
+        core::mem::size_of::<Walk<'static, X86_64, [u8], OwnerIndex<&'static mut [OwnerSlot]>, Refs>>(
+        ) <= 336
+    );
     assert_impl_all!(I686: Copy, Send, Sync);
+    assert_impl_all!(Pae: Copy, Send, Sync);
+    assert_impl_all!(X86_64: Copy, Send, Sync);
     assert_impl_all!(Walk<'static, I686, [u8]>: Send, Sync, Iterator, core::iter::FusedIterator);
 }
 

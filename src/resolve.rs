@@ -10,6 +10,7 @@
 use crate::addr::{Level, PhysAddr, VirtAddr};
 use crate::error::FaultReason;
 use crate::event::Aliasing;
+use crate::lookup::{Found, lookup};
 use crate::mem::PhysMem;
 use crate::mode::{Entry, PagingMode};
 
@@ -35,11 +36,11 @@ pub enum Resolution {
 }
 
 /// Resolves the entry at `level` that maps `va` in the space rooted at
-/// `root`: walks down from the root in `mem` and reports the table that
-/// entry points at.
+/// `root` (as CR3 holds it): walks down from the root in `mem` and reports
+/// the table that entry points at.
 ///
 /// `level` is the level of the table holding the entry (an
-/// [`Aliasing`]'s `level`); levels outside `2..=LEVELS` hold no table
+/// [`Aliasing`]'s `level`); levels outside `2..=levels` hold no table
 /// entries and resolve to [`Resolution::Invalid`].
 ///
 /// # Examples
@@ -64,66 +65,17 @@ pub fn resolve<P: PagingMode, M: PhysMem + ?Sized>(
     va: VirtAddr,
     level: Level,
 ) -> Resolution {
-    match entry_at(mode, mem, root, va, level) {
-        Lookup::Entry(raw) => match mode.decode(raw, level) {
-            Entry::Table(t) => Resolution::Table(t),
-            Entry::Absent | Entry::Page(_) | Entry::Reserved(_) => Resolution::Invalid,
-        },
-        Lookup::Absent => Resolution::Invalid,
-        Lookup::Fault { level, pa, reason } => Resolution::Fault { level, pa, reason },
+    if level.0 < 2 || level.0 > mode.levels() {
+        return Resolution::Invalid;
     }
-}
-
-/// What [`entry_at`] found.
-pub(crate) enum Lookup {
-    /// The raw entry at the level asked for.
-    Entry(u64),
-    /// A table on the way down is absent (or a large page is in the way),
-    /// or the level holds no table entries.
-    Absent,
-    /// A table on the way down could not be read.
-    Fault {
-        level: Level,
-        pa: PhysAddr,
-        reason: FaultReason,
-    },
-}
-
-/// The raw entry at `level` (a level holding table entries, `2..=LEVELS`)
-/// for `va` under `root`: the descent both [`resolve`] and the compactor's
-/// flag lookups share.
-pub(crate) fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
-    mode: P,
-    mem: &M,
-    root: PhysAddr,
-    va: VirtAddr,
-    level: Level,
-) -> Lookup {
-    if level.0 < 2 || level.0 > P::LEVELS {
-        return Lookup::Absent;
-    }
-    let mut table = P::root_table(root);
-    let mut l = P::root_level();
-    loop {
-        let bytes = match mem.table(table, P::table_bytes(l)) {
-            Ok(b) => b,
-            Err(e) => {
-                return Lookup::Fault {
-                    level: l,
-                    pa: table,
-                    reason: e.into(),
-                };
-            }
-        };
-        let raw = bytes.load::<P>(P::index(va.0, l));
-        if l == level {
-            return Lookup::Entry(raw);
-        }
-        match mode.decode(raw, l) {
-            Entry::Table(next) => table = next,
-            Entry::Absent | Entry::Page(_) | Entry::Reserved(_) => return Lookup::Absent,
-        }
-        l = Level(l.0 - 1);
+    match lookup(mode, mem, mode.root_table(root), va.0, level) {
+        Found::Entry {
+            entry: Entry::Table(t),
+            level: found,
+            ..
+        } if found == level => Resolution::Table(t),
+        Found::Entry { .. } => Resolution::Invalid,
+        Found::Fault { level, pa, reason } => Resolution::Fault { level, pa, reason },
     }
 }
 

@@ -82,10 +82,11 @@ fn invalid(space: u32, va: u64) -> WalkEvent {
 }
 
 const OOB: FaultReason = FaultReason::OutOfBounds;
+// 32-bit paging has no NX: every i686 page is executable.
 const ALL: Access = Access::ALL;
-const WRITABLE: Access = Access::WRITABLE;
-const USER: Access = Access::USER;
-const NONE: Access = Access::NONE;
+const WRITABLE: Access = Access::from_bits(Access::WRITABLE.bits() | Access::EXECUTE.bits());
+const USER: Access = Access::from_bits(Access::USER.bits() | Access::EXECUTE.bits());
+const NONE: Access = Access::EXECUTE;
 
 // ---------------------------------------------------------------------------
 // Walking, every way.
@@ -833,9 +834,12 @@ fn ranges_at_the_top_of_the_address_space() {
         l.translate(VirtAddr(0xFFFF_FFFF)),
         Some(PhysAddr(0x10_1FFF))
     );
+    // Past 4 GiB is not an i686 address at all: an error, not "unmapped".
     assert_eq!(
-        translate(&img.buf[..], &roots, 1, 0x1_0000_0000),
-        Translation::Unmapped
+        Spaces::new(&img.buf[..], &roots)
+            .unwrap()
+            .translate(SpaceId(1), VirtAddr(0x1_0000_0000)),
+        Err(ptwalk::WalkError::Unaddressable(VirtAddr(0x1_0000_0000)))
     );
     // The single-space shape and the run merger at the very top.
     let v: Vec<_> = virt_to_phys(&img.buf[..], roots[1], 0xFFFF_FFFF, u64::MAX).collect();

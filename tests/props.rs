@@ -402,7 +402,7 @@ fn references_plus_resolution_reproduce_follow() {
 struct I686Access;
 impl I686Access {
     fn of(entry: u64) -> ptwalk::Access {
-        <I686 as ptwalk::PagingMode>::access(entry)
+        ptwalk::PagingMode::access(I686::default(), entry, ptwalk::Level(2))
     }
 }
 
@@ -698,7 +698,7 @@ fn generator_covers_the_interesting_cases() {
     );
     // Every level holding table entries sees aliases; no other level can.
     for (level, &n) in aliases.iter().enumerate() {
-        let holds_tables = (2..=usize::from(<I686 as PagingMode>::LEVELS)).contains(&level);
+        let holds_tables = (2..=usize::from(I686::default().levels())).contains(&level);
         if holds_tables {
             assert!(n > 50, "level {level}: {report}");
         } else {

@@ -250,7 +250,7 @@ fn same_space_alias_at_another_va() {
         panic!("{f:#?}")
     };
     assert_eq!((l.va.0, l.pa.0), ((5 << 22) + 0x3000, 0x20_0000));
-    assert_eq!(l.access, Access::USER);
+    assert_eq!(l.access, Access::USER | Access::EXECUTE);
     assert_eq!(f[0].leaf().unwrap().access, Access::ALL);
 }
 
@@ -270,7 +270,7 @@ fn followed_access_is_our_path_not_the_owners() {
         .find(|l| l.space.0 == 1)
         .unwrap();
     assert_eq!(l0.access, Access::ALL);
-    assert_eq!(l1.access, Access::NONE);
+    assert_eq!(l1.access, Access::EXECUTE);
     assert_eq!(l1.entry, l0.entry, "the leaf entry itself is the owner's");
 }
 
@@ -452,7 +452,10 @@ fn copy_on_write_pages_are_visible() {
     let leaves: Vec<_> = virt_to_phys(&img.buf[..], PhysAddr(root.into()), 0, u64::MAX).collect();
     assert_eq!(leaves.iter().filter(|l| l.is_cow()).count(), 1);
     let cow = leaves.iter().find(|l| l.is_cow()).unwrap();
-    assert_eq!((cow.va.0, cow.access), (0x0800_7000, Access::USER));
+    assert_eq!(
+        (cow.va.0, cow.access),
+        (0x0800_7000, Access::USER | Access::EXECUTE)
+    );
     assert_eq!(cow.access.to_string(), "ro,user");
 }
 

@@ -46,9 +46,9 @@ pub use writer::{TableWriter, WriteError};
 
 use crate::addr::{Level, PhysAddr, VirtAddr};
 use crate::error::{MemError, WalkError};
+use crate::lookup::{Found, lookup};
 use crate::mem::PhysMem;
 use crate::mode::{I686, PagingMode};
-use crate::resolve::{Lookup, entry_at};
 use crate::walk::Roots;
 #[cfg(doc)]
 use crate::{event::Aliasing, resolve::resolve};
@@ -208,9 +208,21 @@ impl<'a, M: PhysMem + ?Sized> Compactor<'a, M, M, I686> {
     ///
     /// As [`Walk::new`](crate::Walk::new).
     pub fn new(mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, CompactError> {
-        Roots::Many(roots).check::<I686>()?;
+        Compactor::new_in(I686::default(), mem, roots)
+    }
+}
+
+impl<'a, M: PhysMem + ?Sized, P: PagingMode> Compactor<'a, M, M, P> {
+    /// Compaction of the spaces rooted at `roots` (as CR3 holds them) in
+    /// `mem` in paging mode `mode`; otherwise as [`Compactor::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Walk::new_in`](crate::Walk::new_in).
+    pub fn new_in(mode: P, mem: &'a M, roots: &'a [PhysAddr]) -> Result<Self, CompactError> {
+        Roots::Many(roots).check(mode)?;
         Ok(Compactor {
-            mode: I686::default(),
+            mode,
             mem,
             contents: mem,
             roots,
@@ -221,7 +233,8 @@ impl<'a, M: PhysMem + ?Sized> Compactor<'a, M, M, I686> {
 }
 
 impl<'a, M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Compactor<'a, M, C, P> {
-    /// Another paging mode.
+    /// Another paging mode (roots as checked when built: see
+    /// [`Compactor::new_in`]).
     pub fn with_mode<Q: PagingMode>(self, mode: Q) -> Compactor<'a, M, C, Q> {
         Compactor {
             mode,
@@ -389,8 +402,8 @@ pub(crate) fn source_entry<P: PagingMode, M: PhysMem + ?Sized>(
     va: VirtAddr,
     level: Level,
 ) -> Option<u64> {
-    match entry_at(mode, mem, root, va, level) {
-        Lookup::Entry(raw) => Some(raw),
+    match lookup(mode, mem, mode.root_table(root), va.0, level) {
+        Found::Entry { raw, level: l, .. } if l == level => Some(raw),
         _ => None,
     }
 }

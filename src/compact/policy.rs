@@ -3,10 +3,8 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use crate::event::{Aliasing, COW_BIT};
-
-/// RW, bit 1 of every x86 entry format.
-const RW: u64 = 1 << 1;
+use crate::event::Aliasing;
+use crate::mode::{COW_BIT, RW};
 
 /// What compaction keeps, drops and changes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

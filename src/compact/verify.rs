@@ -26,9 +26,9 @@ use core::fmt;
 
 use super::Policy;
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
-use crate::event::COW_BIT;
+use crate::lookup::{Found, lookup};
 use crate::mem::PhysMem;
-use crate::mode::{Access, Entry, PagingMode};
+use crate::mode::{Access, COW_BIT, Entry, PagingMode, step};
 
 /// One difference found by [`verify`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -273,15 +273,19 @@ struct Descent<'a, P, M: ?Sized> {
 }
 
 impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
+    /// Records the entries of `table` (at `level`, mapping from linear VA
+    /// `va0`) under a path granting `access`; VAs recorded canonical.
     fn table(&mut self, space: u32, table: u64, level: Level, va0: u64, access: Access) {
         let Ok(bytes) = self.mem.lend(PhysAddr(table), P::table_bytes(level)) else {
             return;
         };
         for i in 0..P::entries(level) {
             let raw = P::load(bytes, i);
-            let va = va0 + ((i as u64) << P::shift(level));
-            let here = access & P::access(raw);
-            match self.mode.decode(raw, level) {
+            let linear = va0 + ((i as u64) << P::shift(level));
+            let va = self.mode.canonical(linear);
+            let s = step(self.mode, raw, level, access);
+            let here = s.access;
+            match s.entry {
                 // Reserved bits: the hardware translates nothing.
                 Entry::Absent | Entry::Reserved(_) => {}
                 Entry::Page(pa) => self.out.leaves.push(Rec {
@@ -291,7 +295,7 @@ impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
                     size_log2: P::shift(level),
                     access: here,
                     cow: raw & COW_BIT != 0,
-                    rw: P::access(raw).writable(),
+                    rw: self.mode.access(raw, level).writable(),
                     expect_log2: 0,
                 }),
                 Entry::Table(t) => {
@@ -316,7 +320,7 @@ impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
                         }
                         owners.insert((t.0, below.0), (space, va));
                     }
-                    self.table(space, t.0, below, va, here);
+                    self.table(space, t.0, below, linear, here);
                 }
             }
         }
@@ -334,8 +338,8 @@ fn tree<P: PagingMode, M: PhysMem + ?Sized>(mode: P, mem: &M, roots: &[PhysAddr]
     for (s, root) in roots.iter().enumerate() {
         d.table(
             s as u32,
-            P::root_table(*root).0,
-            P::root_level(),
+            mode.root_table(*root).0,
+            mode.root_level(),
             0,
             Access::ALL,
         );
@@ -361,21 +365,18 @@ fn entry_at<P: PagingMode, M: PhysMem + ?Sized>(
     va: u64,
     level: Level,
 ) -> At {
-    let (mut table, mut access) = (P::root_table(root).0, Access::ALL);
-    let mut l = P::root_level();
-    loop {
-        let Ok(bytes) = mem.lend(PhysAddr(table), P::table_bytes(l)) else {
-            return At::Other;
-        };
-        let raw = P::load(bytes, P::index(va, l));
-        access = access & P::access(raw);
-        match mode.decode(raw, l) {
-            Entry::Table(t) if l == level => return At::Table(t.0, access),
-            Entry::Table(t) if l > level => table = t.0,
-            Entry::Absent => return At::Absent,
-            _ => return At::Other,
-        }
-        l = Level(l.0 - 1);
+    match lookup(mode, mem, mode.root_table(root), va, level) {
+        Found::Entry {
+            entry: Entry::Table(t),
+            level: l,
+            access,
+            ..
+        } if l == level => At::Table(t.0, access),
+        Found::Entry {
+            entry: Entry::Absent,
+            ..
+        } => At::Absent,
+        _ => At::Other,
     }
 }
 

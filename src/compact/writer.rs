@@ -10,7 +10,7 @@ use core::fmt;
 use crate::addr::{Level, PhysAddr, VirtAddr};
 use crate::error::MemError;
 use crate::mem::PhysMem;
-use crate::mode::{Entry, PagingMode};
+use crate::mode::{Entry, PagingMode, TABLE_BYTES};
 #[cfg(doc)]
 use crate::resolve::resolve;
 
@@ -92,7 +92,7 @@ impl<P: PagingMode> fmt::Debug for TableWriter<P> {
     }
 }
 
-const TABLE: usize = 4096;
+const TABLE: usize = TABLE_BYTES;
 
 impl<P: PagingMode> TableWriter<P> {
     /// An empty writer whose first table will be at `base` (page aligned;
@@ -199,7 +199,7 @@ impl<P: PagingMode> TableWriter<P> {
             }
         }
         let mut table = root;
-        let mut l = P::root_level();
+        let mut l = self.mode.root_level();
         while l > level {
             let i = P::index(va.0, l);
             table = match self.mode.decode(self.get_entry(table, i)?, l) {
@@ -209,7 +209,9 @@ impl<P: PagingMode> TableWriter<P> {
                 }
                 Entry::Absent => {
                     let t = self.alloc_table();
-                    let raw = P::table_entry(t, dir_flags(l))
+                    let raw = self
+                        .mode
+                        .table_entry(t, l, dir_flags(l))
                         .ok_or(WriteError::Unencodable { pa: t, level: l })?;
                     self.write_entry(table, i, raw)?;
                     t
@@ -291,8 +293,10 @@ impl<P: PagingMode> TableWriter<P> {
         flags: u64,
         mut dir_flags: impl FnMut(Level) -> u64,
     ) -> Result<(), WriteError> {
-        let raw =
-            P::table_entry(table, flags).ok_or(WriteError::Unencodable { pa: table, level })?;
+        let raw = self
+            .mode
+            .table_entry(table, level, flags)
+            .ok_or(WriteError::Unencodable { pa: table, level })?;
         let parent = self.table_for(root, va, level, &mut dir_flags)?;
         self.set_entry(parent, P::index(va.0, level), raw)
     }
@@ -311,7 +315,7 @@ impl<P: PagingMode> TableWriter<P> {
         level: Level,
     ) -> Result<(), WriteError> {
         let mut table = root;
-        let mut l = P::root_level();
+        let mut l = self.mode.root_level();
         while l > level {
             table = match self
                 .mode
@@ -341,7 +345,7 @@ impl<P: PagingMode> TableWriter<P> {
         let moved = |pa: u64| PhysAddr(pa - old.0 + new_base.0);
         // Directory tables are those reached from the roots above level 1.
         let mut stack: Vec<(PhysAddr, Level)> =
-            roots.iter().map(|&r| (r, P::root_level())).collect();
+            roots.iter().map(|&r| (r, self.mode.root_level())).collect();
         let mut seen = alloc::collections::BTreeSet::new();
         while let Some((table, level)) = stack.pop() {
             if level.0 < 2 || !seen.insert((table, level)) {
@@ -351,7 +355,8 @@ impl<P: PagingMode> TableWriter<P> {
                 let raw = self.get_entry(table, i)?;
                 if let Entry::Table(t) = self.mode.decode(raw, level) {
                     if (old.0..old.1).contains(&t.0) {
-                        let fixed = P::table_entry(moved(t.0), P::flags(raw, false)).ok_or(
+                        let flags = P::flags(raw, false);
+                        let fixed = self.mode.table_entry(moved(t.0), level, flags).ok_or(
                             WriteError::Unencodable {
                                 pa: moved(t.0),
                                 level,

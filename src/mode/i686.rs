@@ -36,7 +36,7 @@ const LARGE_RESERVED: u64 = 1 << 21;
 /// assert_eq!(I686 { pse: false }.decode(pde, Level(2)), Entry::Table(PhysAddr(0x0042_4000)));
 /// // Reserved bit 21 set: the hardware faults, nothing is mapped.
 /// assert_eq!(I686::default().decode(0x0060_0083, Level(2)), Entry::Reserved(PhysAddr(0x0040_0000)));
-/// assert_eq!(I686::root_table(PhysAddr(0x1018)), PhysAddr(0x1000));
+/// assert_eq!(I686::default().root_table(PhysAddr(0x1018)), PhysAddr(0x1000));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub struct I686 {
@@ -53,10 +53,20 @@ impl Default for I686 {
 impl Sealed for I686 {}
 
 impl PagingMode for I686 {
-    const LEVELS: u8 = 2;
     const ENTRY_BYTES: usize = 4;
-    const VA_BITS: u32 = 32;
+    const MAX_LEVELS: u8 = 2;
+    const CANONICAL: bool = false;
     const PRESENT_WORDS: u64 = PRESENT | (PRESENT << 32);
+
+    #[inline]
+    fn levels(self) -> u8 {
+        2
+    }
+
+    #[inline]
+    fn va_bits(self) -> u32 {
+        32
+    }
 
     #[inline]
     fn index_bits(_level: Level) -> u32 {
@@ -88,7 +98,7 @@ impl PagingMode for I686 {
     }
 
     #[inline]
-    fn root_table(cr3: PhysAddr) -> PhysAddr {
+    fn root_table(self, cr3: PhysAddr) -> PhysAddr {
         // Only the flag bits go: a root above 4 GiB (not something CR3 can
         // hold, but a physical address a caller may name) is kept as given.
         PhysAddr(cr3.0 & !0xFFF)
@@ -100,8 +110,14 @@ impl PagingMode for I686 {
     }
 
     #[inline]
-    fn access(raw: u64) -> Access {
-        Access::from_bits(((raw & (RW | US)) >> 1) as u8)
+    fn pte_reserved(self, _raw: u64) -> bool {
+        false
+    }
+
+    #[inline]
+    fn access(self, raw: u64, _level: Level) -> Access {
+        // 32-bit paging has no NX: every page is executable.
+        Access::from_bits((((raw & (RW | US)) >> 1) | 4) as u8)
     }
 
     #[inline]
@@ -115,7 +131,11 @@ impl PagingMode for I686 {
         (large_flags & 0xF7F) | if large_flags & 0x1000 != 0 { PS } else { 0 }
     }
 
-    fn table_entry(table: PhysAddr, flags: u64) -> Option<u64> {
+    fn default_dir_flags(self, _level: Level) -> u64 {
+        PRESENT | RW | US
+    }
+
+    fn table_entry(self, table: PhysAddr, _level: Level, flags: u64) -> Option<u64> {
         (table.0 & !TABLE_ADDR == 0).then_some(table.0 | (flags & 0xFFF & !PS) | PRESENT)
     }
 
@@ -201,13 +221,13 @@ mod tests {
     #[test]
     fn encode_round_trips_through_decode() {
         let m = I686::default();
-        let t = I686::table_entry(PhysAddr(0x5000), 0x27).unwrap();
+        let t = m.table_entry(PhysAddr(0x5000), Level(2), 0x27).unwrap();
         assert_eq!(
             (m.decode(t, Level(2)), t & 0xFFF),
             (Entry::Table(PhysAddr(0x5000)), 0x27)
         );
-        assert_eq!(I686::table_entry(PhysAddr(0x5001), 0x27), None);
-        assert_eq!(I686::table_entry(PhysAddr(0x1_0000_0000), 0x27), None);
+        assert_eq!(m.table_entry(PhysAddr(0x5001), Level(2), 0x27), None);
+        assert_eq!(m.table_entry(PhysAddr(0x1_0000_0000), Level(2), 0x27), None);
         let p = m.page_entry(PhysAddr(0x7000), Level(1), 0x203).unwrap();
         assert_eq!(
             (m.decode(p, Level(1)), I686::flags(p, false)),
@@ -234,9 +254,13 @@ mod tests {
 
     #[test]
     fn access_bits() {
-        assert_eq!(I686::access(0x7), Access::ALL);
-        assert_eq!(I686::access(0x5), Access::USER);
-        assert_eq!(I686::access(0x3), Access::WRITABLE);
-        assert_eq!(I686::access(0x201), Access::NONE);
+        let m = I686::default();
+        let x = Access::EXECUTE;
+        assert_eq!(m.access(0x7, Level(1)), Access::ALL);
+        assert_eq!(m.access(0x5, Level(1)), Access::USER | x);
+        assert_eq!(m.access(0x3, Level(2)), Access::WRITABLE | x);
+        assert_eq!(m.access(0x201, Level(1)), x);
+        // No NX in 32-bit paging: bit 31 is address.
+        assert_eq!(m.access(0x8000_0001, Level(1)), x);
     }
 }

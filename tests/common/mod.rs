@@ -606,8 +606,9 @@ fn table(mem: &[u8], pa: u64) -> Option<Vec<u32>> {
     )
 }
 
+/// RW and US from the entry; 32-bit paging has no NX, so always execute.
 fn access_of(e: u32) -> Access {
-    Access::from_bits(((e >> 1) & 3) as u8)
+    Access::from_bits((((e >> 1) & 3) | 4) as u8)
 }
 
 fn intersects(va: u64, size: u64, start: u64, end: u64) -> bool {

@@ -498,7 +498,7 @@ fn dump_mode(dump: &Dump, no_pse: bool) -> Result<(I686, Option<Vcpus>), Failure
 fn vcpu_roots(on: &[(usize, u64)]) -> Vec<(PhysAddr, String)> {
     let mut roots: Vec<(PhysAddr, String)> = Vec::new();
     for &(i, cr3) in on {
-        let r = I686::root_table(PhysAddr(cr3));
+        let r = I686::default().root_table(PhysAddr(cr3));
         match roots.iter_mut().find(|(x, _)| *x == r) {
             Some((_, cpus)) => cpus.push_str(&format!(",cpu{i}")),
             None => roots.push((r, format!("cpu{i}"))),
@@ -521,7 +521,7 @@ fn check_roots(dump: &Dump, roots: &[PhysAddr]) -> Result<(), Failure> {
     let images = dump.images();
     let mem = Regions::new(&images)?;
     for r in roots {
-        let table = I686::root_table(*r);
+        let table = I686::default().root_table(*r);
         if mem.lend(table, 4096).is_ok() {
             continue;
         }
@@ -553,9 +553,8 @@ fn dump_base(dump: &Dump) -> u64 {
 }
 
 /// Whether the paging mode can address `va` (i686: below 2^32).
-const fn addressable(va: u64) -> bool {
-    let bits = <I686 as PagingMode>::VA_BITS;
-    bits >= 64 || va >> bits == 0
+fn addressable(va: u64) -> bool {
+    I686::default().linear(va).is_some()
 }
 
 fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
@@ -572,7 +571,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                 if a < b && !addressable(a) {
                     return Err(Failure::Error(format!(
                         "--range {a:#x}..{b:#x} lies outside the {}-bit address space of i686",
-                        <I686 as PagingMode>::VA_BITS
+                        I686::default().va_bits()
                     )));
                 }
             }
@@ -651,7 +650,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             } else {
                 let like: Vec<PhysAddr> = like
                     .iter()
-                    .map(|&r| I686::root_table(PhysAddr(r)))
+                    .map(|&r| I686::default().root_table(PhysAddr(r)))
                     .collect();
                 check_roots(&dump, &like)?;
                 let mut known: Vec<(PhysAddr, String)> = Vec::new();
@@ -692,7 +691,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             if let Some(va) = vas.iter().find(|&&va| !addressable(va)) {
                 return Err(Failure::Error(format!(
                     "VA {va:#x} lies outside the {}-bit address space of i686",
-                    <I686 as PagingMode>::VA_BITS
+                    I686::default().va_bits()
                 )));
             }
             let s = setup(&img, false, "translate")?;

@@ -62,8 +62,8 @@ pub fn tables<P: PagingMode, M: PhysMem + ?Sized>(
         descend(
             mem,
             mode,
-            P::root_table(*root),
-            P::root_level(),
+            mode.root_table(*root),
+            mode.root_level(),
             0,
             space,
             &mut index,
@@ -264,7 +264,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
         }
     }
     let hexw = |bits: u32| (bits as usize).div_ceil(4);
-    let vaw = hexw(P::VA_BITS);
+    let vaw = hexw(if P::CANONICAL { 64 } else { mode.va_bits() });
     for (s, sp) in spaces.iter().enumerate() {
         let root = roots[s].0;
         let label = labels.get(s).map_or("", String::as_str);

@@ -1,0 +1,322 @@
+//! The state machine: one step at a time over directory entries (page
+//! tables are the scanner's), pushing a frame per table descended, and
+//! the iterator over it.
+
+use core::iter::FusedIterator;
+
+use super::scan::{PtScan, next_leaf, scan_live_pt, scan_pt, skip_absent, skip_live_entries};
+use super::{AliasPolicy, Frame, Walk};
+use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
+use crate::error::{FaultReason, MemError};
+use crate::event::{Aliasing, Fault, Invalid, Leaf, WalkEvent};
+use crate::mem::{Entries, PhysMem, Table, TableView, VolatileSlice};
+use crate::mode::{Access, Entry, PagingMode, step};
+use crate::owners::{Claim, Owners};
+use crate::resolve::{Resolution, resolve};
+
+/// What one step of the state machine produced.
+enum Step {
+    Event(WalkEvent),
+    Continue,
+    Done,
+}
+
+impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk<'a, P, M, O, F> {
+    /// Pushes a frame scanning the entries of `table` (at `level`, mapping
+    /// from `base`) that intersect the range.
+    #[inline]
+    fn push(&mut self, table: Table<'a>, level: Level, base: u64, access: Access, followed: bool) {
+        let shift = P::shift(level);
+        let n = P::entries(level) as u64;
+        let first = self.start.saturating_sub(base) >> shift;
+        let span = self.end - base;
+        let last = if (span >> shift) >= n {
+            n
+        } else {
+            (span + (1 << shift) - 1) >> shift
+        };
+        if level == Level::PT {
+            let e = P::ENTRY_BYTES;
+            let (start, end) = (first as usize * e, last as usize * e);
+            let (rest, live) = match table.view() {
+                TableView::Bytes(t) => (&t[start..end], VolatileSlice::EMPTY),
+                TableView::Volatile(v) => (
+                    &[][..],
+                    v.subslice(start, end - start)
+                        .unwrap_or(VolatileSlice::EMPTY),
+                ),
+            };
+            self.pt = PtScan {
+                rest,
+                live,
+                va: self.mode.canonical(base + (first << shift)),
+                access,
+            };
+            return;
+        }
+        // Directory frames are levels 2..=levels, and levels <= MAX_LEVELS
+        // (checked for every mode in `facts`), so the stack cannot be full.
+        debug_assert!(!self.stack.is_full());
+        let _ = self.stack.try_push(Frame {
+            table,
+            base,
+            next: first as u32,
+            end: last as u32,
+            level,
+            access,
+            followed,
+        });
+    }
+
+    /// Starts the next space; `Done` when there is none.
+    #[cold]
+    fn enter_next_space(&mut self) -> Step {
+        if !self.started {
+            self.started = true;
+            self.owners.clear();
+        }
+        let s = self.next_space;
+        let Some(root) = self.roots.get(s as usize) else {
+            return Step::Done;
+        };
+        if self.start >= self.end {
+            self.next_space = u32::MAX;
+            return Step::Done;
+        }
+        self.next_space = s + 1;
+        self.space = s;
+        let level = self.mode.root_level();
+        let root = self.mode.root_table(root);
+        match self.mem.table(root, P::table_bytes(level)) {
+            Ok(t) => {
+                self.push(t, level, 0, Access::ALL, false);
+                Step::Continue
+            }
+            Err(e) => Step::Event(self.fault(0, level, root, e.into())),
+        }
+    }
+
+    /// A fault at linear VA `va`.
+    #[inline]
+    fn fault(&self, va: u64, level: Level, pa: PhysAddr, reason: FaultReason) -> WalkEvent {
+        WalkEvent::Fault(Fault {
+            space: SpaceId(self.space),
+            va: VirtAddr(self.mode.canonical(va)),
+            level,
+            pa,
+            reason,
+        })
+    }
+
+    #[inline]
+    fn table(&self, followed: bool, pa: PhysAddr, len: usize) -> Result<Table<'a>, MemError> {
+        match (followed, self.policy.follow_in()) {
+            (true, Some(r)) => r.table(pa, len),
+            _ => self.mem.table(pa, len),
+        }
+    }
+
+    /// Handles a present table entry (at `level`, mapping linear VA `va`)
+    /// pointing at `table`: descend, report an alias, follow it, or fault.
+    fn descend(
+        &mut self,
+        raw: u64,
+        level: Level,
+        va: u64,
+        table: PhysAddr,
+        access: Access,
+        followed: bool,
+    ) -> Step {
+        let child = Level(level.0 - 1);
+        let bytes = P::table_bytes(child);
+        // An unreadable table is never owned: check before claiming.
+        let t = match self.table(followed, table, bytes) {
+            Ok(t) => t,
+            Err(e) => return Step::Event(self.fault(va, child, table, e.into())),
+        };
+        if followed {
+            self.push(t, child, va, access, true);
+            return Step::Continue;
+        }
+        let space = SpaceId(self.space);
+        let canonical = VirtAddr(self.mode.canonical(va));
+        match self.owners.claim(table, child, space, canonical) {
+            Claim::New => {
+                self.push(t, child, va, access, false);
+                Step::Continue
+            }
+            Claim::Full => Step::Event(self.fault(va, child, table, FaultReason::IndexFull)),
+            Claim::Owned {
+                space: owner,
+                va: owner_va,
+            } => self.on_alias(raw, level, va, table, access, owner, owner_va),
+        }
+    }
+
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn on_alias(
+        &mut self,
+        raw: u64,
+        level: Level,
+        va: u64,
+        table: PhysAddr,
+        access: Access,
+        owner: SpaceId,
+        owner_va: VirtAddr,
+    ) -> Step {
+        let size_log2 = P::shift(level) as u8;
+        let space = SpaceId(self.space);
+        let canonical = VirtAddr(self.mode.canonical(va));
+        let Some(r) = self.policy.follow_in() else {
+            return Step::Event(WalkEvent::Aliasing(Aliasing {
+                space,
+                va: canonical,
+                owner,
+                owner_va,
+                table,
+                entry: raw,
+                level,
+                size_log2,
+            }));
+        };
+        let Some(owner_root) = self.roots.get(owner.index()) else {
+            return Step::Continue; // an index never names a space we lack
+        };
+        match resolve(self.mode, r, owner_root, owner_va, level) {
+            Resolution::Table(resolved) => {
+                let child = Level(level.0 - 1);
+                match r.table(resolved, P::table_bytes(child)) {
+                    Ok(t) => {
+                        self.push(t, child, va, access, true);
+                        Step::Continue
+                    }
+                    Err(e) => Step::Event(self.fault(va, child, resolved, e.into())),
+                }
+            }
+            Resolution::Invalid => Step::Event(WalkEvent::Invalid(Invalid {
+                space,
+                va: canonical,
+                level,
+                size_log2,
+            })),
+            Resolution::Fault { level, pa, reason } => {
+                Step::Event(self.fault(va, level, pa, reason))
+            }
+        }
+    }
+
+    /// Looks at one directory entry (or pops a finished directory, or
+    /// starts a space). Page tables are scanned by `next_pt_leaf` and
+    /// `scan_pt`, never here.
+    #[inline]
+    fn step(&mut self) -> Step {
+        let Some(top) = self.stack.last_mut() else {
+            return self.enter_next_space();
+        };
+        if top.next >= top.end {
+            self.stack.pop();
+            return Step::Continue;
+        }
+        let i = top.next as usize;
+        top.next += 1;
+        let level = top.level;
+        let raw = top.table.load::<P>(i);
+        let va = top.base + ((i as u64) << P::shift(level));
+        let entry = step(self.mode, raw, level, top.access);
+        match entry.entry {
+            Entry::Absent => {
+                // Skip the run of absent entries that follows, by blocks.
+                let e = P::ENTRY_BYTES;
+                let (start, end) = (top.next as usize * e, top.end as usize * e);
+                let left = match top.table.view() {
+                    TableView::Bytes(t) => {
+                        let mut rest = &t[start..end];
+                        let mut unused_va = 0;
+                        skip_absent::<P>(&mut rest, &mut unused_va);
+                        rest.len()
+                    }
+                    TableView::Volatile(v) => skip_live_entries::<P>(v.sub(start, end)),
+                };
+                top.next = top.end - (left / e) as u32;
+                Step::Continue
+            }
+            Entry::Page(pa) => Step::Event(WalkEvent::Leaf(Leaf {
+                space: SpaceId(self.space),
+                va: VirtAddr(self.mode.canonical(va)),
+                pa,
+                entry: raw,
+                level,
+                size_log2: P::shift(level) as u8,
+                access: entry.access,
+            })),
+            Entry::Table(table) => {
+                let followed = top.followed;
+                self.descend(raw, level, va, table, entry.access, followed)
+            }
+            Entry::Reserved(pa) => Step::Event(self.fault(va, level, pa, FaultReason::Reserved)),
+        }
+    }
+
+    /// The next leaf of the page table being scanned, if any is left.
+    #[inline(always)]
+    fn next_pt_leaf(&mut self) -> Option<WalkEvent> {
+        let space = SpaceId(self.space);
+        let pt = &mut self.pt;
+        let leaf = next_leaf(self.mode, space, &mut pt.rest, &mut pt.va, pt.access);
+        if leaf.is_some() || pt.live.is_empty() {
+            return leaf;
+        }
+        next_leaf(self.mode, space, &mut pt.live, &mut pt.va, pt.access)
+    }
+}
+
+impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iterator
+    for Walk<'a, P, M, O, F>
+{
+    type Item = WalkEvent;
+
+    #[inline]
+    fn next(&mut self) -> Option<WalkEvent> {
+        loop {
+            if let Some(leaf) = self.next_pt_leaf() {
+                return Some(leaf);
+            }
+            match self.step() {
+                Step::Event(e) => return Some(e),
+                Step::Continue => {}
+                Step::Done => return None,
+            }
+        }
+    }
+
+    /// Internal iteration: page tables are scanned in a tight loop into
+    /// `g` (see `scan_pt`); directories go through the state machine.
+    #[inline]
+    fn fold<B, G>(mut self, init: B, mut g: G) -> B
+    where
+        G: FnMut(B, WalkEvent) -> B,
+    {
+        let mut acc = init;
+        loop {
+            if !self.pt.rest.is_empty() {
+                let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
+                acc = scan_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
+            } else if !self.pt.live.is_empty() {
+                let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
+                acc = scan_live_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
+            }
+            match self.step() {
+                Step::Event(e) => acc = g(acc, e),
+                Step::Continue => {}
+                Step::Done => return acc,
+            }
+        }
+    }
+}
+/// Once `next` returns `None` every root has been walked and the stack is
+/// empty; later calls find no space left and return `None` again.
+impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> FusedIterator
+    for Walk<'a, P, M, O, F>
+{
+}
