@@ -214,7 +214,11 @@ fn model64(w: &common::Workload64) -> (u64, u64, u64, u64, u64) {
     }
     impl M<'_> {
         fn entries(&self, table: u64, level: u8) -> Vec<u64> {
-            let n = if self.levels == 3 && level == 3 { 4 } else { 512 };
+            let n = if self.levels == 3 && level == 3 {
+                4
+            } else {
+                512
+            };
             let t = &self.mem[table as usize..table as usize + 8 * n];
             t.chunks(8)
                 .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
@@ -292,7 +296,11 @@ fn workloads64_counts_by_the_model() {
         );
         assert_eq!((tables, entries), (w.tables, w.entries), "{}", w.name);
         assert!(w.image[..4096].iter().all(|&b| b == 0), "{}", w.name);
-        let root_pages = if w.levels == 3 { 1 } else { w.roots.len() as u64 };
+        let root_pages = if w.levels == 3 {
+            1
+        } else {
+            w.roots.len() as u64
+        };
         assert_eq!(
             w.image.len() as u64 / 4096,
             1 + root_pages + tables,
@@ -391,4 +399,123 @@ fn bench_owner_index_holds_every_i686_workload() {
     // 1,024 slots, what the benchmarks used to give every workload, hold
     // only 896 tables: dense1's 1,024 page tables do not fit.
     assert_eq!(common::bench_slots(common::dense1().image.len()), 2048);
+}
+
+/// What the crate reports for walks of an 8-byte-entry workload, in its
+/// mode, with the benchmarks' owner index: (references counts, follow
+/// counts).
+fn crate_counts64(w: &common::Workload64) -> (ptwalk::Counts, ptwalk::Counts) {
+    use ptwalk::{OwnerIndex, OwnerSlot, Pae, PagingMode, Walk, WalkExt, X86_64};
+    fn go<P: PagingMode>(mode: P, w: &common::Workload64) -> (ptwalk::Counts, ptwalk::Counts) {
+        let roots: Vec<PhysAddr> = w.roots.iter().map(|&r| PhysAddr(r)).collect();
+        let mut slots = vec![OwnerSlot::EMPTY; common::bench_slots(w.image.len())];
+        let refs = Walk::new_in(mode, &w.image[..], &roots)
+            .unwrap()
+            .with_owners(OwnerIndex::new(&mut slots[..]))
+            .references()
+            .counts();
+        let follow = Walk::new_in(mode, &w.image[..], &roots)
+            .unwrap()
+            .with_owners(OwnerIndex::new(&mut slots[..]))
+            .follow_aliases()
+            .counts();
+        (refs, follow)
+    }
+    match w.levels {
+        3 => go(Pae::default(), w),
+        4 => go(X86_64::default(), w),
+        n => panic!("{}: {n} levels", w.name),
+    }
+}
+
+/// The crate walks every 8-byte-entry workload in its mode to exactly the
+/// expected counts, with the owner index the benchmarks give it.
+#[test]
+fn workloads64_counts_by_the_crate() {
+    for w in workloads64() {
+        let (r, f) = crate_counts64(&w);
+        assert_eq!(
+            (r.leaves, r.aliases, r.invalid, r.faults),
+            (w.leaves_references, w.aliases, 0, 0),
+            "{} references",
+            w.name
+        );
+        assert_eq!(
+            (f.leaves, f.aliases, f.invalid, f.faults),
+            (w.leaves_followed, 0, 0, 0),
+            "{} follow",
+            w.name
+        );
+    }
+}
+
+/// The crate's x86-64 translations of the v2p probes agree with the
+/// definitions: exactly the mapped ones translate, each to its own page.
+#[test]
+fn x64_v2p_probes_by_the_crate() {
+    use ptwalk::X86_64;
+    let w = common::x64_kshared16();
+    let (space, vas) = common::x64_v2p_vas();
+    let roots: Vec<PhysAddr> = w.roots.iter().map(|&r| PhysAddr(r)).collect();
+    let spaces = Spaces::new_in(X86_64::default(), &w.image[..], &roots).unwrap();
+    let mut mapped = 0;
+    for &va in &vas {
+        match spaces
+            .translate(SpaceId(space as u32), VirtAddr(va))
+            .unwrap()
+        {
+            Translation::Mapped(l) => {
+                assert!(common::x64_kshared16_maps(va), "{va:#x}");
+                assert_eq!(l.va.0, va, "a 4 KiB leaf at the probe");
+                mapped += 1;
+            }
+            Translation::Unmapped => assert!(!common::x64_kshared16_maps(va), "{va:#x}"),
+            Translation::Fault(f) => panic!("{f:?}"),
+        }
+    }
+    assert_eq!(mapped, common::X64_V2P_MAPPED);
+}
+
+/// The real-guest benchmark's input: the x86_64-pti fixture as a flat
+/// image, all its roots (meta.json), walked following aliases with the
+/// benchmarks' owner index, reports exactly the leaves the fixture's
+/// script counted per root (`per_root`), and no other event: the figure
+/// budgets.txt divides by.
+#[test]
+fn x64_pti_fixture_follow_counts() {
+    use flate2::read::GzDecoder;
+    use ptwalk::{OwnerIndex, OwnerSlot, Walk, WalkExt, X86_64};
+    use std::io::Read;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guests/x86_64-pti");
+    let mut raw = Vec::new();
+    GzDecoder::new(std::fs::File::open(dir.join("tables.bin.gz")).unwrap())
+        .read_to_end(&mut raw)
+        .unwrap();
+    let image = common::flat_image_from_records(&raw);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
+    let roots: Vec<PhysAddr> = meta["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| PhysAddr(hex(&r["pa"])))
+        .collect();
+    let expected: u64 = meta["per_root"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["leaves"].as_u64().unwrap())
+        .sum();
+    assert_eq!(expected, common::X64_PTI_FOLLOWED);
+    let pages = meta["table_pages"].as_u64().unwrap() as usize;
+    let mut slots = vec![OwnerSlot::EMPTY; common::bench_slots(pages * 4096)];
+    let c = Walk::new_in(X86_64::default(), &image[..], &roots)
+        .unwrap()
+        .with_owners(OwnerIndex::new(&mut slots[..]))
+        .follow_aliases()
+        .counts();
+    assert_eq!(
+        (c.leaves, c.aliases, c.invalid, c.faults),
+        (expected, 0, 0, 0)
+    );
 }

@@ -540,6 +540,11 @@ pub fn flat_image_from_records(records: &[u8]) -> Vec<u8> {
     img
 }
 
+/// Leaves a follow walk of every root of the x86_64-pti fixture reports
+/// (the sum of its meta.json `per_root` leaves; tests/workloads.rs checks
+/// both).
+pub const X64_PTI_FOLLOWED: u64 = 552_650;
+
 /// How many of the x86-64 v2p probes are mapped (tests/workloads.rs
 /// derives it from the definitions and from the image).
 pub const X64_V2P_MAPPED: usize = 2033;
