@@ -337,7 +337,7 @@ fn workloads64_documented_sizes() {
 }
 
 /// The x86-64 v2p probes: as many translate by the model's descent of
-/// x64_kshared16's space 7 as the definitions map, about half.
+/// `x64_kshared16`'s space 7 as the definitions map, about half.
 #[test]
 fn x64_v2p_probes_by_the_model() {
     let w = common::x64_kshared16();

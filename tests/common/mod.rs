@@ -430,7 +430,7 @@ pub fn x64_kshared16() -> Workload64 {
 }
 
 /// kshared16 in PAE: the same VAs, leaves and frames. The kernel half
-/// (PDPT entry 3: 0xC000_0000 to 4 GiB) is 512 page tables owned by space
+/// (PDPT entry 3: `0xC000_0000` to 4 GiB) is 512 page tables owned by space
 /// 0; every other space has a kernel PD of its own whose 512 entries are
 /// copied from space 0's, so the page tables are shared (as in kshared16),
 /// not the PD. The 16 PDPTs sit in one page at 0x1020, 0x1040, ...
@@ -497,7 +497,7 @@ pub fn x64_sparse1() -> Workload64 {
     }
 }
 
-/// The x86-64 v2p probe: (space, VAs) translated in x64_kshared16. Each
+/// The x86-64 v2p probe: (space, VAs) translated in `x64_kshared16`. Each
 /// LCG draw (seed 7) `x` picks by its low bit a kernel probe, a page in
 /// the 2 GiB from [`X64_KERNEL_VA`] (half of it mapped), or a user probe,
 /// a page in the 32 MiB from [`X64_USER_VA`] (half of it mapped), from
@@ -549,7 +549,7 @@ pub const X64_PTI_FOLLOWED: u64 = 552_650;
 /// derives it from the definitions and from the image).
 pub const X64_V2P_MAPPED: usize = 2033;
 
-/// Whether `va` is mapped in a space of x64_kshared16 (from the
+/// Whether `va` is mapped in a space of `x64_kshared16` (from the
 /// definitions, not from the image).
 pub fn x64_kshared16_maps(va: u64) -> bool {
     let within = |base: u64, len: u64| va >= base && va - base < len;
