@@ -545,6 +545,9 @@ pub fn flat_image_from_records(records: &[u8]) -> Vec<u8> {
 /// both).
 pub const X64_PTI_FOLLOWED: u64 = 552_650;
 
+/// Entries that follow walk reads (tests/workloads.rs counts them).
+pub const X64_PTI_FOLLOW_ENTRIES: u64 = 8_663_040;
+
 /// How many of the x86-64 v2p probes are mapped (tests/workloads.rs
 /// derives it from the definitions and from the image).
 pub const X64_V2P_MAPPED: usize = 2033;
