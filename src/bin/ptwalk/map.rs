@@ -95,8 +95,7 @@ fn descend<P: PagingMode, M: PhysMem + ?Sized>(
         if mem.lend(t, P::table_bytes(below)).is_err() {
             continue;
         }
-        // Long modes will sign-extend here (canonical VAs).
-        let at = va + ((i as u64) << P::shift(level));
+        let at = mode.canonical(va + ((i as u64) << P::shift(level)));
         let reach = Reach { space, va: at };
         if let Some(&k) = index.get(&(t.0, below.0)) {
             out[k].reaches.push(reach);
@@ -122,6 +121,7 @@ struct Range {
     pa: u64,
     user: bool,
     write: bool,
+    exec: bool,
     cow: bool,
     global: bool,
     size_log2: u8,
@@ -133,8 +133,15 @@ impl Range {
     fn continued_by(&self, r: &Range) -> bool {
         r.va == self.va + self.len
             && r.pa == self.pa + self.len
-            && (r.user, r.write, r.cow, r.global, r.size_log2)
-                == (self.user, self.write, self.cow, self.global, self.size_log2)
+            && (r.user, r.write, r.exec, r.cow, r.global, r.size_log2)
+                == (
+                    self.user,
+                    self.write,
+                    self.exec,
+                    self.cow,
+                    self.global,
+                    self.size_log2,
+                )
             && match (self.via, r.via) {
                 (None, None) => true,
                 (Some((a, va)), Some((b, vb))) => a == b && vb == va + self.len,
@@ -148,6 +155,9 @@ impl Range {
             if self.user { 'u' } else { '-' },
             if self.write { 'w' } else { '-' }
         );
+        if !self.exec {
+            s.push_str(",nx");
+        }
         if self.cow {
             s.push_str(",cow");
         }
@@ -199,8 +209,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
     let n = roots.len();
     let mut spaces: Vec<Space> = (0..n).map(|_| Space::default()).collect();
     let mut regions: Vec<Vec<Region>> = vec![Vec::new(); n];
-    let refs = Walk::new(mem, roots)?
-        .with_mode(mode)
+    let refs = Walk::new_in(mode, mem, roots)?
         .with_owners(GrowableOwners::with_capacity(1024))
         .references();
     for e in refs {
@@ -210,8 +219,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
             regions[s].push((a.va.0, a.len(), a.owner, a.owner_va.0));
         }
     }
-    let follow = Walk::new(mem, roots)?
-        .with_mode(mode)
+    let follow = Walk::new_in(mode, mem, roots)?
         .with_owners(GrowableOwners::with_capacity(1024))
         .follow_aliases();
     for e in follow {
@@ -231,6 +239,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                     pa: l.pa.0,
                     user: l.access.user(),
                     write: l.access.writable(),
+                    exec: l.access.executable(),
                     cow: l.is_cow(),
                     global: l.entry & (1 << 8) != 0,
                     size_log2: l.size_log2,
