@@ -95,7 +95,7 @@ fn descend<P: PagingMode, M: PhysMem + ?Sized>(
         if mem.lend(t, P::table_bytes(below)).is_err() {
             continue;
         }
-        let at = mode.canonical(va + ((i as u64) << P::shift(level)));
+        let at = mode.canonical(va.wrapping_add((i as u64) << P::shift(level)));
         let reach = Reach { space, va: at };
         if let Some(&k) = index.get(&(t.0, below.0)) {
             out[k].reaches.push(reach);
@@ -130,9 +130,15 @@ struct Range {
 }
 
 impl Range {
+    /// One past the last VA (0 for a range ending at the top of the
+    /// canonical space, as QEMU's `info mem` prints it).
+    fn end(&self) -> u64 {
+        self.va.wrapping_add(self.len)
+    }
+
     fn continued_by(&self, r: &Range) -> bool {
-        r.va == self.va + self.len
-            && r.pa == self.pa + self.len
+        r.va == self.end()
+            && r.pa == self.pa.wrapping_add(self.len)
             && (r.user, r.write, r.exec, r.cow, r.global, r.size_log2)
                 == (
                     self.user,
@@ -144,7 +150,7 @@ impl Range {
                 )
             && match (self.via, r.via) {
                 (None, None) => true,
-                (Some((a, va)), Some((b, vb))) => a == b && vb == va + self.len,
+                (Some((a, va)), Some((b, vb))) => a == b && vb == va.wrapping_add(self.len),
                 _ => false,
             }
     }
@@ -231,8 +237,8 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                 let via = k
                     .checked_sub(1)
                     .map(|k| rs[k])
-                    .filter(|r| l.va.0 < r.0 + r.1)
-                    .map(|r| (r.2, r.3 + (l.va.0 - r.0)));
+                    .filter(|r| l.va.0 - r.0 < r.1)
+                    .map(|r| (r.2, r.3.wrapping_add(l.va.0 - r.0)));
                 let r = Range {
                     va: l.va.0,
                     len: l.size(),
@@ -288,7 +294,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                     .map(|r| {
                         let mut o = json!({
                             "va": format!("{:#x}", r.va),
-                            "end": format!("{:#x}", r.va + r.len),
+                            "end": format!("{:#x}", r.end()),
                             "size": format!("{:#x}", r.len),
                             "pa": format!("{:#x}", r.pa),
                             "access": r.access(),
@@ -322,7 +328,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                     .iter()
                     .map(|r| {
                         [
-                            format!("{:0vaw$x}-{:0vaw$x}", r.va, r.va + r.len),
+                            format!("{:0vaw$x}-{:0vaw$x}", r.va, r.end()),
                             format!("{:#x}", r.len),
                             format!("{:#x}", r.pa),
                             r.access(),
