@@ -562,7 +562,7 @@ fn find_roots(
         // Until roots.rs is generic over the mode, this arm stands in for
         // `with_mode!(mode, m => roots::find(dump, m, known, progress))`.
         _ => Err(Failure::Error(format!(
-            "finding roots in mode {} is not supported yet: give --root",
+            "finding roots is not supported in mode {} yet (i686 only)",
             mode.name()
         ))),
     }
