@@ -62,7 +62,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
 }
 
 /// Physical memory of 8-byte-entry tables: page 0 empty, tables handed
-/// out upward from 0x1000 (below 0x10_0000), data above, each word
+/// out upward from 0x1000 (below `0x10_0000`), data above, each word
 /// holding its own address (so copied contents can be told apart).
 struct Builder {
     buf: Vec<u8>,
@@ -70,7 +70,7 @@ struct Builder {
 }
 
 impl Builder {
-    /// `len` bytes of memory, tables from 0x1000 up to 0x10_0000, data
+    /// `len` bytes of memory, tables from 0x1000 up to `0x10_0000`, data
     /// above.
     fn new(len: usize) -> Builder {
         let mut buf = vec![0u8; len];
@@ -100,10 +100,10 @@ fn canonical(linear: u64, bits: u32) -> u64 {
 }
 
 /// The 4-level image: roots A and B share a kernel PDPT through PML4
-/// entry 273 (0xffff_8880_0000_0000), B's entry with NX; it holds a
+/// entry 273 (`0xffff_8880_0000_0000`), B's entry with NX; it holds a
 /// 1 GiB page (its frame past the image: device memory) and a page
 /// table. A has user pages (one NX) and a 2 MiB page; B a 2 MiB page at
-/// the top of the space (0xffff_ffff_8000_0000, where kernels put their
+/// the top of the space (`0xffff_ffff_8000_0000`, where kernels put their
 /// text).
 struct Long {
     mem: Vec<u8>,
@@ -410,7 +410,7 @@ fn five_level_walks_alias_at_the_top() {
 }
 
 /// The PAE image: two 32-byte PDPTs in one page (0x1020 and 0x1040),
-/// sharing the kernel PD through PDPTE 3 (0xC000_0000); a 2 MiB page, a
+/// sharing the kernel PD through PDPTE 3 (`0xC000_0000`); a 2 MiB page, a
 /// page table, a user page with NX.
 fn pae_image() -> (Vec<u8>, [u64; 2], u64) {
     let mut m = Builder::new(0x60_0000);
