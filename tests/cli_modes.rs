@@ -591,6 +591,22 @@ fn map_and_tables_in_every_mode() {
         assert_eq!(got, want, "{}", spaces[1]);
     }
     assert!(b[5][0] == "summary", "{}", spaces[1]);
+    // JSON counts A's tables per level: its own PDPT, PDs and PTs, and
+    // the kernel PDPT it shares with B.
+    let json = ok(&run(
+        "map",
+        &img,
+        &[args.clone(), strs(&["--format", "json"])].concat(),
+    ));
+    let s0: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        s0["levels"],
+        serde_json::json!([
+            {"level": 1, "private_tables": 2, "shared_tables": 0},
+            {"level": 2, "private_tables": 2, "shared_tables": 0},
+            {"level": 3, "private_tables": 1, "shared_tables": 1},
+        ])
+    );
     // tables: the kernel PDPT (level 3), reached by both at the same VA;
     // its PD and PT are A's alone.
     let t = ok(&run("tables", &img, &args));

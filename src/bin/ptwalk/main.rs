@@ -83,7 +83,8 @@ enum Cmd {
         /// Walk every root `ptwalk roots` finds (instead of --root).
         #[arg(long, conflicts_with = "roots")]
         all_roots: bool,
-        /// Only VAs in START..END (END exclusive).
+        /// Only VAs in START..END (canonical VAs, END exclusive; a range
+        /// across x86-64's non-canonical hole walks both its ends).
         #[arg(long, value_name = "START..END", value_parser = parse_range, allow_hyphen_values = true)]
         range: Option<(u64, u64)>,
         /// Follow aliases into their owners (what translation sees) instead
@@ -131,7 +132,7 @@ enum Cmd {
         #[arg(long, conflicts_with = "roots")]
         all_roots: bool,
     },
-    /// List candidate page-table roots (page directories) in a dump: the
+    /// List candidate page-table roots (root tables) in a dump: the
     /// vCPUs' CR3s on a QEMU core, pages whose kernel half matches a known
     /// root's (--like), or, with nothing known, pages that look like one.
     /// One per line: ROOT HOW USER KERNEL SHARED.

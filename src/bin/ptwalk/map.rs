@@ -6,15 +6,19 @@
 //! effective access, copy-on-write and global bits, page size and owner
 //! (`VA_START-VA_END SIZE PA ACCESS PAGE [OWNER]`), a range reached through
 //! a table another (space, VA) owns marked with that owner, then a summary
-//! line per space. `tables` lists every table reached by more than one
-//! (space, VA): its PA, level, owner, and each (space, VA) aliasing it.
+//! line per space (JSON adds its private and shared tables per level).
+//! ACCESS is `u`/`-`, `r`, `w`/`-`, then `,nx` (not executable), `,cow`
+//! and `,G` where set. VAs are canonical (16 hex digits in x86-64).
+//! `tables` lists every table reached by more than one (space, VA), at
+//! every level below the roots: its PA, level, owner, and each (space,
+//! VA) aliasing it.
 //!
 //! Both are generic over the paging mode: the tables are found by a
 //! descent through [`PagingMode::decode`], keyed by (PA, level) in walk
 //! order (roots in order, then ascending VA) exactly as the walker keys
 //! ownership, and the ranges come from the walk's follow consumer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
 use ptwalk::mode::Entry;
@@ -193,6 +197,8 @@ struct Space {
     aliases: u64,
     private_tables: u64,
     shared_tables: u64,
+    /// Per level of the tables (1: page tables): private, shared.
+    levels: BTreeMap<u8, [u64; 2]>,
 }
 
 /// An alias region of one space: our VA, length, owner and owner's VA.
@@ -271,11 +277,13 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
         }
         for s in seen {
             let sp = &mut spaces[s.index()];
-            if t.reaches.len() > 1 {
+            let shared = t.reaches.len() > 1;
+            if shared {
                 sp.shared_tables += 1;
             } else {
                 sp.private_tables += 1;
             }
+            sp.levels.entry(t.level.0).or_default()[usize::from(shared)] += 1;
         }
     }
     let hexw = |bits: u32| (bits as usize).div_ceil(4);
@@ -317,6 +325,11 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                         "mapped": sp.mapped,
                         "private_tables": sp.private_tables,
                         "shared_tables": sp.shared_tables,
+                        "levels": sp.levels.iter().map(|(l, [p, s])| json!({
+                            "level": l,
+                            "private_tables": p,
+                            "shared_tables": s,
+                        })).collect::<Vec<_>>(),
                         "aliases": sp.aliases,
                         "faults": sp.faults,
                     })
