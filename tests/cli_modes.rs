@@ -874,7 +874,7 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
     ok(&o);
     assert!(
         stderr(&o).ends_with(
-            "; mode x86-64-la57 (as --mode asks, though the vCPUs use 4-level long mode)\n"
+            "; mode x86-64-la57: as --mode asks, though the vCPUs use 4-level long mode\n"
         ),
         "{}",
         stderr(&o)
@@ -892,7 +892,7 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
     ok(&o);
     assert_eq!(
         stderr(&o),
-        "ptwalk: mode x86-64-la57 (as --mode asks, though the vCPUs use 4-level long mode)\n"
+        "ptwalk: mode x86-64-la57: as --mode asks, though the vCPUs use 4-level long mode\n"
     );
     // An x86-64 core without notes (kdump) is long mode, said as a guess.
     let bare = write(&dir, "bare.elf", &core(elf::EM_X86_64, &[], &l.mem));
@@ -905,7 +905,7 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
             &[roots(&[l.a]), strs(&["--mode", "x86-64"])].concat()
         ))
     );
-    assert!(stderr(&o).contains("mode x86-64 (an x86-64 core without vCPU registers"));
+    assert!(stderr(&o).contains("mode x86-64: taken for an x86-64 core without vCPU registers"));
     // 5 levels from CR4.LA57.
     let (mem, [p5a, p5b], _) = la57_image();
     let cpus = [

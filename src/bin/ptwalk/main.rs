@@ -411,7 +411,7 @@ fn setup(
     let (mode, core, why) = dump_mode(&dump, args.mode, args.no_pse)?;
     check(mode)?;
     let mode_note = match &why {
-        Some(why) => format!("mode {} ({why})", mode.name()),
+        Some(why) => format!("mode {}: {why}", mode.name()),
         None => format!("mode {}", mode.name()),
     };
     // What was taken, said once the roots are known to be in memory.
@@ -516,7 +516,7 @@ fn dump_mode(
         (None, None) if dump.machine() == object::elf::EM_X86_64 => (
             Mode::from_arg(ModeArg::X86_64, true),
             Some(
-                "an x86-64 core without vCPU registers; --mode x86-64-la57 for 5-level paging"
+                "taken for an x86-64 core without vCPU registers (--mode x86-64-la57 for 5-level paging)"
                     .to_string(),
             ),
         ),
@@ -745,7 +745,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             if let Some(why) = why {
                 eprintln!(
                     "ptwalk: {}",
-                    one_line(&format!("mode {} ({why})", mode.name()))
+                    one_line(&format!("mode {}: {why}", mode.name()))
                 );
             }
             roots::print(&found, format, out).map_err(Failure::from)
