@@ -863,6 +863,11 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
         t,
         "0xffffffff80000000\t0x400000\t0x200000\t0x4001a1\tro,kernel\n"
     );
+    // --space is checked before the roots are named: one line.
+    fails(
+        &run("translate", &f, &strs(&["--space", "2", "0"])),
+        "there is no space 2: 2 roots",
+    );
     let m = ok(&run("map", &f, &[]));
     assert!(m.contains(&format!("space {:#x} (cpu0)", l.b)), "{m}");
     // An explicit mode that contradicts the notes is followed, and said.

@@ -392,15 +392,15 @@ fn core_cpus(dump: &Dump) -> Result<Option<Vcpus>, Failure> {
 
 /// Opens the input, takes the mode (see [`dump_mode`]) and the roots
 /// (`--root`, else `--all-roots`' scan, else the vCPUs' CR3s as the mode
-/// reads them), runs `check` on the mode (before anything is said), and
-/// checks every root table lies in memory. Roots not given on the command
+/// reads them), runs `check` on the mode and roots (before anything is
+/// said), and checks every root table lies in memory. Roots not given on the command
 /// line, and a mode that is not the vCPUs', are named in one line on
 /// stderr.
 fn setup(
     args: &ImageArgs,
     all_roots: bool,
     cmd: &str,
-    check: impl FnOnce(Mode) -> Result<(), Failure>,
+    check: impl FnOnce(Mode, &[PhysAddr]) -> Result<(), Failure>,
 ) -> Result<Setup, Failure> {
     let explicit = !args.roots.is_empty();
     let dump = match Dump::open(&args.image, args.base) {
@@ -409,7 +409,6 @@ fn setup(
         Err(e) => return Err(Failure::Error(e.msg)),
     };
     let (mode, core, why) = dump_mode(&dump, args.mode, args.no_pse)?;
-    check(mode)?;
     let mode_note = match &why {
         Some(why) => format!("mode {}: {why}", mode.name()),
         None => format!("mode {}", mode.name()),
@@ -473,6 +472,7 @@ fn setup(
             }
         }
     };
+    check(mode, &roots)?;
     check_roots(&dump, &roots, mode)?;
     if let Some(note) = note {
         eprintln!("ptwalk: {}", one_line(&note));
@@ -654,7 +654,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             follow,
             format,
         } => {
-            let check = |mode: Mode| match range {
+            let check = |mode: Mode, _: &[PhysAddr]| match range {
                 Some((a, b)) if a < b && !mode.addressable(a) => Err(Failure::Error(format!(
                     "--range {a:#x}..{b:#x} lies outside {}",
                     mode.space()
@@ -679,7 +679,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             out: prefix,
             all_roots,
         } => {
-            let s = setup(&img, all_roots, "compact", |_| Ok(()))?;
+            let s = setup(&img, all_roots, "compact", |_, _| Ok(()))?;
             let images = s.dump.images();
             let mem = Regions::new(&images)?;
             let policy = ptwalk::compact::Policy {
@@ -755,7 +755,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             all_roots,
             format,
         } => {
-            let s = setup(&img, all_roots, "map", |_| Ok(()))?;
+            let s = setup(&img, all_roots, "map", |_, _| Ok(()))?;
             let images = s.dump.images();
             let mem = Regions::new(&images)?;
             with_mode!(s.mode, m => map::map(&mem, m, &s.roots, &s.labels, format, out))
@@ -766,7 +766,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             all_roots,
             format,
         } => {
-            let s = setup(&img, all_roots, "tables", |_| Ok(()))?;
+            let s = setup(&img, all_roots, "tables", |_, _| Ok(()))?;
             let images = s.dump.images();
             let mem = Regions::new(&images)?;
             with_mode!(s.mode, m => {
@@ -778,12 +778,21 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
         }
         Cmd::Translate { img, space, vas } => {
             // Every VA is checked before anything is printed.
-            let check = |mode: Mode| match vas.iter().find(|&&va| !mode.addressable(va)) {
-                Some(va) => Err(Failure::Error(format!(
-                    "VA {va:#x} lies outside {}",
-                    mode.space()
-                ))),
-                None => Ok(()),
+            let check = |mode: Mode, roots: &[PhysAddr]| {
+                if let Some(va) = vas.iter().find(|&&va| !mode.addressable(va)) {
+                    return Err(Failure::Error(format!(
+                        "VA {va:#x} lies outside {}",
+                        mode.space()
+                    )));
+                }
+                if space as usize >= roots.len() {
+                    return Err(Failure::Error(format!(
+                        "there is no space {space}: {} root{} (--space counts from 0)",
+                        roots.len(),
+                        if roots.len() == 1 { "" } else { "s" }
+                    )));
+                }
+                Ok(())
             };
             let s = setup(&img, false, "translate", check)?;
             let images = s.dump.images();
