@@ -835,6 +835,11 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
         },
     ];
     let f = write(&dir, "long.elf", &core(elf::EM_X86_64, &cpus, &l.mem));
+    let want_long = ok(&run(
+        "walk",
+        &raw,
+        &[roots(&[l.b, l.a]), strs(&["--mode", "x86-64"])].concat(),
+    ));
     for extra in [vec![], strs(&["--follow"])] {
         let o = run("walk", &f, &extra);
         let want = ok(&run(
@@ -898,6 +903,26 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
     assert_eq!(
         stderr(&o),
         "ptwalk: mode x86-64-la57: as --mode asks, though the vCPUs use 4-level long mode\n"
+    );
+    // vCPUs that disagree (one with CR4.LA57): only --mode can choose.
+    let split = [
+        cpus[0],
+        Cpu {
+            cr4: CR4_LA57,
+            ..cpus[1]
+        },
+    ];
+    let f = write(&dir, "split.elf", &core(elf::EM_X86_64, &split, &l.mem));
+    fails(
+        &run("walk", &f, &[]),
+        "disagree on the paging mode (cpu0 4-level long mode, cpu1 5-level long mode (CR4.LA57)): give --mode",
+    );
+    let o = run("walk", &f, &strs(&["--mode", "x86-64"]));
+    assert_eq!(ok(&o), want_long);
+    assert!(
+        stderr(&o).ends_with("; mode x86-64: as --mode asks; the vCPUs disagree: cpu0 4-level long mode, cpu1 5-level long mode (CR4.LA57)\n"),
+        "{}",
+        stderr(&o)
     );
     // An x86-64 core without notes (kdump) is long mode, said as a guess.
     let bare = write(&dir, "bare.elf", &core(elf::EM_X86_64, &[], &l.mem));

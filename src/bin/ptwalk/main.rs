@@ -359,35 +359,35 @@ fn missing_root(cmd: &str) -> Failure {
     })
 }
 
-/// The core's paging mode and the (vCPU index, CR3) of each vCPU with
-/// paging on.
-type Vcpus = (CpuMode, Vec<(usize, u64)>);
+/// The (vCPU index, CR3) of each vCPU with paging on.
+type Vcpus = Vec<(usize, u64)>;
 
-/// The paging mode of the core's vCPUs whose paging is on, and their
-/// CR3s (vCPU index, CR3); `None` without QEMU notes.
-fn core_cpus(dump: &Dump) -> Result<Option<Vcpus>, Failure> {
+/// The paging mode of the core's vCPUs whose paging is on (`Err`: how
+/// two of them disagree), and their CR3s (vCPU index, CR3); `None`
+/// without QEMU notes.
+fn core_cpus(dump: &Dump) -> Option<(Result<CpuMode, String>, Vcpus)> {
     if dump.cpus.is_empty() {
-        return Ok(None);
+        return None;
     }
     let machine = dump.machine();
-    let mut mode = CpuMode::Off;
-    let mut on = Vec::new();
+    let mut mode = Ok(CpuMode::Off);
+    let mut on: Vec<(usize, u64)> = Vec::new();
     for (i, cpu) in dump.cpus.iter().enumerate() {
         let m = CpuMode::of(cpu, machine);
         if m == CpuMode::Off {
             continue;
         }
-        if mode != CpuMode::Off && m != mode {
-            return Err(Failure::Error(format!(
-                "the vCPUs of {:?} disagree on the paging mode: cpu{} {mode}, cpu{i} {m}",
-                dump.path,
-                on.first().map_or(0, |&(j, _)| j)
-            )));
+        match mode {
+            Ok(CpuMode::Off) => mode = Ok(m),
+            Ok(first) if first != m => {
+                let j = on.first().map_or(0, |&(j, _)| j);
+                mode = Err(format!("cpu{j} {first}, cpu{i} {m}"));
+            }
+            _ => {}
         }
-        mode = m;
         on.push((i, cpu.cr3));
     }
-    Ok(Some((mode, on)))
+    Some((mode, on))
 }
 
 /// Opens the input, takes the mode (see [`dump_mode`]) and the roots
@@ -423,7 +423,7 @@ fn setup(
     } else if all_roots {
         let known = core
             .as_ref()
-            .map(|(_, on)| vcpu_roots(on, mode))
+            .map(|on| vcpu_roots(on, mode))
             .unwrap_or_default();
         let found = find_roots(&dump, mode, &known, true)?;
         if found.is_empty() {
@@ -441,13 +441,13 @@ fn setup(
         found.iter().map(|c| (c.root, c.how.to_string())).unzip()
     } else {
         match &core {
-            Some((CpuMode::Off, _)) => {
+            Some(on) if on.is_empty() => {
                 return Err(Failure::Error(format!(
                     "no vCPU of {:?} has paging on (CR0.PG clear): give --root",
                     dump.path
                 )));
             }
-            Some((_, on)) => {
+            Some(on) => {
                 let roots = vcpu_roots(on, mode);
                 let names: Vec<String> = roots.iter().map(|(r, c)| format!("{r} ({c})")).collect();
                 note = Some(format!(
@@ -501,26 +501,39 @@ fn dump_mode(
     arg: Option<ModeArg>,
     no_pse: bool,
 ) -> Result<(Mode, Option<Vcpus>, Option<String>), Failure> {
-    let core = core_cpus(dump)?;
-    let cpu_mode = core.as_ref().and_then(|c| Mode::from_cpu(c.0));
-    let (mode, why) = match (arg, cpu_mode) {
-        (Some(a), Some(m)) if a == m.arg() => (m, None),
-        (Some(a), _) => {
-            let why = core
-                .as_ref()
-                .filter(|c| c.0 != CpuMode::Off)
-                .map(|c| format!("as --mode asks, though the vCPUs use {}", c.0));
-            (Mode::from_arg(a, true), why)
+    let cpus = core_cpus(dump);
+    let from_cpus = match &cpus {
+        Some((Ok(m), _)) => Mode::from_cpu(*m),
+        _ => None,
+    };
+    let (mode, why) = match (arg, &cpus, from_cpus) {
+        (None, Some((Err(e), _)), _) => {
+            return Err(Failure::Error(format!(
+                "the vCPUs of {:?} disagree on the paging mode ({e}): give --mode",
+                dump.path
+            )));
         }
-        (None, Some(m)) => (m, None),
-        (None, None) if dump.machine() == object::elf::EM_X86_64 => (
+        (Some(a), Some((Err(e), _)), _) => (
+            Mode::from_arg(a, true),
+            Some(format!("as --mode asks; the vCPUs disagree: {e}")),
+        ),
+        (Some(a), _, Some(m)) if m.arg() == a => (m, None),
+        (Some(a), _, Some(_)) => (
+            Mode::from_arg(a, true),
+            cpus.as_ref()
+                .and_then(|c| c.0.as_ref().ok())
+                .map(|m| format!("as --mode asks, though the vCPUs use {m}")),
+        ),
+        (Some(a), _, None) => (Mode::from_arg(a, true), None),
+        (None, _, Some(m)) => (m, None),
+        (None, _, None) if dump.machine() == object::elf::EM_X86_64 => (
             Mode::from_arg(ModeArg::X86_64, true),
             Some(
                 "taken for an x86-64 core without vCPU registers (--mode x86-64-la57 for 5-level paging)"
                     .to_string(),
             ),
         ),
-        (None, None) => (Mode::from_arg(ModeArg::I686, true), None),
+        (None, _, None) => (Mode::from_arg(ModeArg::I686, true), None),
     };
     let mode = match mode {
         Mode::I686(m) => Mode::I686(ptwalk::I686 {
@@ -534,7 +547,7 @@ fn dump_mode(
         }
         m => m,
     };
-    Ok((mode, core, why))
+    Ok((mode, cpus.map(|(_, on)| on), why))
 }
 
 /// The distinct root tables of the vCPUs (CR3 as `mode` reads it), in
@@ -727,7 +740,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             let (mode, core, why) = dump_mode(&dump, mode, no_pse)?;
             let known: Vec<(PhysAddr, String)> = if like.is_empty() {
                 core.as_ref()
-                    .map(|(_, on)| vcpu_roots(on, mode))
+                    .map(|on| vcpu_roots(on, mode))
                     .unwrap_or_default()
             } else {
                 let like: Vec<PhysAddr> =
