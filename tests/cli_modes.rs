@@ -732,6 +732,52 @@ fn compaction_verifies_in_every_mode() {
         assert!(before.len() >= 6, "{mode}: {before:?}");
         assert_eq!(walk(snap.to_str().unwrap(), &new, &base), before, "{mode}");
     }
+    // --skip takes upper-half VAs: the kernel page table's page goes, in
+    // both spaces (B reaches it through A's tables), the rest stays.
+    let img = write(&dir, "skip-in.img", &l.mem);
+    let out = dir.join("skip");
+    let o = ok(&run(
+        "compact",
+        &img,
+        &[
+            roots(&[l.a, l.b]),
+            strs(&[
+                "--mode",
+                "x86-64",
+                "--skip",
+                "0xffff888040005000..0xffff888040006000",
+                "--verify",
+                "-o",
+                out.to_str().unwrap(),
+            ]),
+        ]
+        .concat(),
+    ));
+    assert!(o.contains("verify\tok"), "{o}");
+    assert!(o.contains("pages_skipped\t1\n"), "{o}");
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.with_extension("json")).unwrap()).unwrap();
+    let new: Vec<String> = side["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    let t = ok(&run(
+        "translate",
+        out.with_extension("img").to_str().unwrap(),
+        &[
+            strs(&["--base", side["base"].as_str().unwrap(), "--mode", "x86-64"]),
+            new.iter()
+                .flat_map(|r| ["--root".to_string(), r.clone()])
+                .collect(),
+            strs(&["--space", "1", "0xffff888040005000", "0xffffffff80000000"]),
+        ]
+        .concat(),
+    ));
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines[0], "0xffff888040005000\tunmapped", "{t}");
+    assert!(lines[1].ends_with("\tro,kernel"), "{t}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -965,6 +1011,17 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
         stderr(&o).ends_with("; mode x86-64-la57\n"),
         "{}",
         stderr(&o)
+    );
+    // compact takes them too, and its snapshot verifies.
+    let out = dir.join("la57-snap");
+    let c = ok(&run(
+        "compact",
+        &f,
+        &strs(&["--verify", "-o", out.to_str().unwrap()]),
+    ));
+    assert!(
+        c.contains("aliases_linked\t3\n") && c.contains("verify\tok"),
+        "{c}"
     );
     // PAE: an EM_386 core whose vCPU has CR4.PAE; CR3's low 5 bits are flags.
     let (mem, [ra, rb], _) = pae_image();
