@@ -425,7 +425,7 @@ fn setup(
             .as_ref()
             .map(|on| vcpu_roots(on, mode))
             .unwrap_or_default();
-        let found = find_roots(&dump, mode, &known, true)?;
+        let found = find_roots(&dump, mode, &known, true);
         if found.is_empty() {
             return Err(Failure::Error(format!(
                 "no candidate root table found in {:?}",
@@ -564,22 +564,14 @@ fn vcpu_roots(on: &[(usize, u64)], mode: Mode) -> Vec<(PhysAddr, String)> {
     roots
 }
 
-/// Candidate roots in `dump` (see [`roots::find`]).
+/// Candidate roots in `dump` in `mode` (see [`roots::find`]).
 fn find_roots(
     dump: &Dump,
     mode: Mode,
     known: &[(PhysAddr, String)],
     progress: bool,
-) -> Result<Vec<roots::Candidate>, Failure> {
-    match mode {
-        Mode::I686(m) => Ok(roots::find(dump, m, known, progress)),
-        // Until roots.rs is generic over the mode, this arm stands in for
-        // `with_mode!(mode, m => roots::find(dump, m, known, progress))`.
-        _ => Err(Failure::Error(format!(
-            "finding roots is not supported in mode {} yet (i686 only)",
-            mode.name()
-        ))),
-    }
+) -> Vec<roots::Candidate> {
+    with_mode!(mode, m => roots::find(dump, m, known, progress))
 }
 
 /// Every root's table must lie in memory.
@@ -754,7 +746,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                 }
                 known
             };
-            let found = find_roots(&dump, mode, &known, true)?;
+            let found = find_roots(&dump, mode, &known, true);
             if let Some(why) = why {
                 eprintln!(
                     "ptwalk: {}",
