@@ -1056,3 +1056,55 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Roots listed by `roots` (the first column).
+fn listed(tsv: &str) -> Vec<String> {
+    tsv.lines()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn roots_and_all_roots_in_every_mode() {
+    let dir = scratch("roots");
+    // A long-mode core: its vCPU's root (CR3 flags dropped), and
+    // --all-roots walks what `roots` lists.
+    let l = long_image();
+    let cpus = [Cpu {
+        cr0: PG,
+        cr3: l.a | 0x18,
+        cr4: CR4_PAE,
+    }];
+    let f = write(&dir, "long.elf", &core(elf::EM_X86_64, &cpus, &l.mem));
+    let found = ok(&run("roots", &f, &[]));
+    assert!(found.starts_with(&format!("{:#x}\tcpu0\t", l.a)), "{found}");
+    let raw = write(&dir, "long.img", &l.mem);
+    let o = run("walk", &f, &strs(&["--all-roots"]));
+    let listed_roots: Vec<u64> = listed(&found)
+        .iter()
+        .map(|r| u64::from_str_radix(r.trim_start_matches("0x"), 16).unwrap())
+        .collect();
+    assert_eq!(
+        ok(&o),
+        ok(&run(
+            "walk",
+            &raw,
+            &[roots(&listed_roots), strs(&["--mode", "x86-64"])].concat()
+        ))
+    );
+    assert!(stderr(&o).ends_with("; mode x86-64\n"), "{}", stderr(&o));
+    // PAE: PDPTs at 32-byte slots of one page, found like a known one.
+    let (mem, [ra, rb], _) = pae_image();
+    let rawp = write(&dir, "pae.img", &mem);
+    let found = ok(&run(
+        "roots",
+        &rawp,
+        &strs(&["--mode", "pae", "--like", &format!("{ra:#x}")]),
+    ));
+    assert_eq!(
+        listed(&found),
+        [format!("{ra:#x}"), format!("{rb:#x}")],
+        "{found}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

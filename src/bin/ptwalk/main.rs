@@ -433,8 +433,9 @@ fn setup(
             )));
         }
         note = Some(format!(
-            "{} roots found in the {} ({}); {mode_note}",
+            "{} root{} found in the {} ({}); {mode_note}",
             found.len(),
+            if found.len() == 1 { "" } else { "s" },
             dump.describe(),
             roots::summary(&found),
         ));
