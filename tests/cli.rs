@@ -370,6 +370,35 @@ fn a_va_the_mode_cannot_address_is_an_error() {
         "walk --range above 4 GiB",
         "--range 0x100000000..0x100001000 lies outside the 32-bit address space",
     );
+    // PAE has 32-bit VAs too; x86-64's are canonical: the upper half is
+    // addressable, the hole between the halves is not. (The sample's
+    // tables are i686 ones; only the checks matter here.)
+    failed_with(
+        &on_sample("translate", &img, &["--mode", "pae", "0x100000000"]),
+        "translate pae 0x100000000",
+        "ptwalk: VA 0x100000000 lies outside the 32-bit address space of pae",
+    );
+    for (mode, bad, good) in [
+        ("x86-64", "0x800000000000", "0xffff800000000000"),
+        ("x86-64-la57", "0x100000000000000", "0xff00000000000000"),
+    ] {
+        failed_with(
+            &on_sample("translate", &img, &["--mode", mode, "0x1000", bad]),
+            "translate non-canonical",
+            &format!("ptwalk: VA {bad} lies outside the canonical"),
+        );
+        let out = on_sample("translate", &img, &["--mode", mode, good]);
+        assert_eq!(out.status.code(), Some(0), "{mode} {good}");
+        failed_with(
+            &on_sample(
+                "walk",
+                &img,
+                &["--mode", mode, "--range", &format!("{bad}..{good}")],
+            ),
+            "walk --range from the hole",
+            &format!("--range {bad}..{good} lies outside the canonical"),
+        );
+    }
     std::fs::remove_file(img).unwrap();
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ptwalk::compact::{Chunk, Compactor, Layout, Policy, Stats, verify_with_progress};
-use ptwalk::{I686, Image, PhysAddr, PhysMem};
+use ptwalk::{Image, PagingMode, PhysAddr, PhysMem};
 use serde_json::json;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -57,8 +57,8 @@ fn stats_json(s: &Stats) -> serde_json::Value {
     })
 }
 
-/// What `ptwalk compact` was asked to do.
-pub struct Job<'a, M: ?Sized> {
+/// What `ptwalk compact` was asked to do, in paging mode `P`.
+pub struct Job<'a, M: ?Sized, P> {
     /// The input memory (tables and page contents).
     pub mem: &'a M,
     /// The input's mapped bytes, released as they are compared.
@@ -68,7 +68,7 @@ pub struct Job<'a, M: ?Sized> {
     /// Where the input file holds each physical range.
     pub segments: &'a [Segment],
     pub roots: &'a [PhysAddr],
-    pub mode: I686,
+    pub mode: P,
     pub policy: Policy,
     pub out_base: Option<u64>,
     pub out: &'a Path,
@@ -136,9 +136,9 @@ impl Progress {
 }
 
 /// Streams the image to `file`, returning its XXH3-64 hash.
-fn write_image<M: PhysMem + ?Sized>(
+fn write_image<M: PhysMem + ?Sized, P>(
     layout: &Layout,
-    job: &Job<'_, M>,
+    job: &Job<'_, M, P>,
     file: &mut File,
     stop: &Interrupt,
     progress: &mut Progress,
@@ -202,7 +202,10 @@ fn write_image<M: PhysMem + ?Sized>(
 }
 
 /// Runs the job; `Ok(false)` when verification found differences.
-pub fn run<M: PhysMem + ?Sized>(job: Job<'_, M>, out: &mut impl Write) -> Result<bool, Failure> {
+pub fn run<M: PhysMem + ?Sized, P: PagingMode>(
+    job: Job<'_, M, P>,
+    out: &mut impl Write,
+) -> Result<bool, Failure> {
     for p in [with_ext(job.out, ".img"), with_ext(job.out, ".json")] {
         if same_file(&p, job.image) {
             return Err(fail(format!(
@@ -215,9 +218,8 @@ pub fn run<M: PhysMem + ?Sized>(job: Job<'_, M>, out: &mut impl Write) -> Result
     // The temporary files first: an unwritable place fails before the work.
     let (pair, mut f_img, mut f_json) = Pair::create(job.out).map_err(fail)?;
     let mut progress = Progress::new();
-    let mut compactor = Compactor::new(job.mem, job.roots)
+    let mut compactor = Compactor::new_in(job.mode, job.mem, job.roots)
         .map_err(|e| fail(e.to_string()))?
-        .with_mode(job.mode)
         .policy(job.policy.clone());
     if let Some(base) = job.out_base {
         compactor = compactor.out_base(PhysAddr(base));
@@ -277,8 +279,8 @@ pub fn run<M: PhysMem + ?Sized>(job: Job<'_, M>, out: &mut impl Write) -> Result
 }
 
 /// Maps the written image and checks it against the input.
-fn verify_written<M: PhysMem + ?Sized>(
-    job: &Job<'_, M>,
+fn verify_written<M: PhysMem + ?Sized, P: PagingMode>(
+    job: &Job<'_, M, P>,
     layout: &Layout,
     img_path: &Path,
     stop: &Interrupt,

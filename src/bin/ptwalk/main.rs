@@ -14,6 +14,7 @@ mod dump;
 mod format;
 mod input;
 mod map;
+mod modes;
 mod numbers;
 mod pair;
 mod roots;
@@ -24,11 +25,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ptwalk::{
-    GrowableOwners, I686, PagingMode, PhysAddr, PhysMem, Regions, SpaceId, Spaces, VirtAddr, Walk,
+    GrowableOwners, PagingMode, PhysAddr, PhysMem, Regions, SpaceId, Spaces, VirtAddr, Walk,
 };
 
 use dump::{CpuMode, Dump, Kind};
 use format::Format;
+use modes::{Mode, ModeArg, with_mode};
 use numbers::{parse_addr, parse_range, parse_space};
 
 #[derive(Parser)]
@@ -59,7 +61,11 @@ struct ImageArgs {
     /// order of primacy. Default on a QEMU core: its vCPUs' CR3s.
     #[arg(long = "root", value_name = "PA", value_parser = parse_addr, allow_hyphen_values = true)]
     roots: Vec<u64>,
-    /// Ignore the PS bit (CR4.PSE clear): no 4 MiB pages.
+    /// Paging mode. Default: the vCPUs' on a QEMU core (an explicit
+    /// mode overrides them, said on stderr), else i686.
+    #[arg(long, value_enum, value_name = "MODE")]
+    mode: Option<ModeArg>,
+    /// i686 only: ignore the PS bit (CR4.PSE clear): no 4 MiB pages.
     #[arg(long)]
     no_pse: bool,
 }
@@ -77,7 +83,8 @@ enum Cmd {
         /// Walk every root `ptwalk roots` finds (instead of --root).
         #[arg(long, conflicts_with = "roots")]
         all_roots: bool,
-        /// Only VAs in START..END (END exclusive).
+        /// Only VAs in START..END (canonical VAs, END exclusive; a range
+        /// across x86-64's non-canonical hole walks both its ends).
         #[arg(long, value_name = "START..END", value_parser = parse_range, allow_hyphen_values = true)]
         range: Option<(u64, u64)>,
         /// Follow aliases into their owners (what translation sees) instead
@@ -100,7 +107,7 @@ enum Cmd {
         /// Turn writable pages copy-on-write (clear RW, set bit 9).
         #[arg(long)]
         cow: bool,
-        /// Map 4 MiB pages as 4 KiB pages.
+        /// Map large pages (2 MiB, 4 MiB, 1 GiB) as 4 KiB pages.
         #[arg(long)]
         split_large: bool,
         /// Drop pages whose frames lie outside the image (device memory);
@@ -125,7 +132,7 @@ enum Cmd {
         #[arg(long, conflicts_with = "roots")]
         all_roots: bool,
     },
-    /// List candidate page-table roots (page directories) in a dump: the
+    /// List candidate page-table roots (root tables) in a dump: the
     /// vCPUs' CR3s on a QEMU core, pages whose kernel half matches a known
     /// root's (--like), or, with nothing known, pages that look like one.
     /// One per line: ROOT HOW USER KERNEL SHARED.
@@ -140,7 +147,10 @@ enum Cmd {
         /// (default on a QEMU core: the vCPUs' CR3s). Repeatable.
         #[arg(long = "like", value_name = "ROOT", value_parser = parse_addr, allow_hyphen_values = true)]
         like: Vec<u64>,
-        /// Ignore the PS bit (CR4.PSE clear): no 4 MiB pages.
+        /// Paging mode. Default: the vCPUs' on a QEMU core, else i686.
+        #[arg(long, value_enum, value_name = "MODE")]
+        mode: Option<ModeArg>,
+        /// i686 only: ignore the PS bit (CR4.PSE clear): no 4 MiB pages.
         #[arg(long)]
         no_pse: bool,
         /// Output format.
@@ -326,7 +336,7 @@ struct Setup {
     roots: Vec<PhysAddr>,
     /// How each root was found (`cpu0`, `like`, `scan`; empty if given).
     labels: Vec<String>,
-    mode: I686,
+    mode: Mode,
 }
 
 /// clap's own usage error for a missing `--root`, where nothing else can
@@ -349,52 +359,62 @@ fn missing_root(cmd: &str) -> Failure {
     })
 }
 
-/// The core's paging mode and the (vCPU index, CR3) of each vCPU with
-/// paging on.
-type Vcpus = (CpuMode, Vec<(usize, u64)>);
+/// The (vCPU index, CR3) of each vCPU with paging on.
+type Vcpus = Vec<(usize, u64)>;
 
-/// The paging mode of the core's vCPUs whose paging is on, and their
-/// CR3s (vCPU index, CR3); `None` without QEMU notes.
-fn core_cpus(dump: &Dump) -> Result<Option<Vcpus>, Failure> {
+/// The paging mode of the core's vCPUs whose paging is on (`Err`: how
+/// two of them disagree), and their CR3s (vCPU index, CR3); `None`
+/// without QEMU notes.
+fn core_cpus(dump: &Dump) -> Option<(Result<CpuMode, String>, Vcpus)> {
     if dump.cpus.is_empty() {
-        return Ok(None);
+        return None;
     }
     let machine = dump.machine();
-    let mut mode = CpuMode::Off;
-    let mut on = Vec::new();
+    let mut mode = Ok(CpuMode::Off);
+    let mut on: Vec<(usize, u64)> = Vec::new();
     for (i, cpu) in dump.cpus.iter().enumerate() {
         let m = CpuMode::of(cpu, machine);
         if m == CpuMode::Off {
             continue;
         }
-        if mode != CpuMode::Off && m != mode {
-            return Err(Failure::Error(format!(
-                "the vCPUs of {:?} disagree on the paging mode: cpu{} {mode}, cpu{i} {m}",
-                dump.path,
-                on.first().map_or(0, |&(j, _)| j)
-            )));
+        match mode {
+            Ok(CpuMode::Off) => mode = Ok(m),
+            Ok(first) if first != m => {
+                let j = on.first().map_or(0, |&(j, _)| j);
+                mode = Err(format!("cpu{j} {first}, cpu{i} {m}"));
+            }
+            _ => {}
         }
-        mode = m;
         on.push((i, cpu.cr3));
     }
-    Ok(Some((mode, on)))
+    Some((mode, on))
 }
 
-/// Opens the input, takes the mode (from the core's vCPUs where it has
-/// them, else i686 with `--no-pse` as given) and the roots (`--root`, else
-/// `--all-roots`' scan, else the vCPUs' CR3s), and checks every root table
-/// lies in memory. Roots not given on the command line are named in one
-/// line on stderr.
-fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure> {
+/// Opens the input, takes the mode (see [`dump_mode`]) and the roots
+/// (`--root`, else `--all-roots`' scan, else the vCPUs' CR3s as the mode
+/// reads them), runs `check` on the mode and roots (before anything is
+/// said), and checks every root table lies in memory. Roots not given on the command
+/// line, and a mode that is not the vCPUs', are named in one line on
+/// stderr.
+fn setup(
+    args: &ImageArgs,
+    all_roots: bool,
+    cmd: &str,
+    check: impl FnOnce(Mode, &[PhysAddr]) -> Result<(), Failure>,
+) -> Result<Setup, Failure> {
     let explicit = !args.roots.is_empty();
     let dump = match Dump::open(&args.image, args.base) {
         Ok(d) => d,
         Err(e) if e.unopened && !explicit && !all_roots => return Err(missing_root(cmd)),
         Err(e) => return Err(Failure::Error(e.msg)),
     };
-    let (mode, core) = dump_mode(&dump, args.no_pse)?;
+    let (mode, core, why) = dump_mode(&dump, args.mode, args.no_pse)?;
+    let mode_note = match &why {
+        Some(why) => format!("mode {}: {why}", mode.name()),
+        None => format!("mode {}", mode.name()),
+    };
     // What was taken, said once the roots are known to be in memory.
-    let mut note = None;
+    let mut note = why.as_ref().map(|_| mode_note.clone());
     let (roots, labels): (Vec<PhysAddr>, Vec<String>) = if explicit {
         args.roots
             .iter()
@@ -403,39 +423,38 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
     } else if all_roots {
         let known = core
             .as_ref()
-            .map(|(_, on)| vcpu_roots(on))
+            .map(|on| vcpu_roots(on, mode))
             .unwrap_or_default();
-        let found = roots::find(&dump, mode, &known, true);
+        let found = find_roots(&dump, mode, &known, true);
         if found.is_empty() {
             return Err(Failure::Error(format!(
-                "no candidate page directory found in {:?}",
+                "no candidate root table found in {:?}",
                 dump.path
             )));
         }
         note = Some(format!(
-            "{} roots found in the {} ({}); mode {}",
+            "{} root{} found in the {} ({}); {mode_note}",
             found.len(),
+            if found.len() == 1 { "" } else { "s" },
             dump.describe(),
             roots::summary(&found),
-            mode_name(mode),
         ));
         found.iter().map(|c| (c.root, c.how.to_string())).unzip()
     } else {
         match &core {
-            Some((CpuMode::Off, _)) => {
+            Some(on) if on.is_empty() => {
                 return Err(Failure::Error(format!(
                     "no vCPU of {:?} has paging on (CR0.PG clear): give --root",
                     dump.path
                 )));
             }
-            Some((_, on)) => {
-                let roots = vcpu_roots(on);
+            Some(on) => {
+                let roots = vcpu_roots(on, mode);
                 let names: Vec<String> = roots.iter().map(|(r, c)| format!("{r} ({c})")).collect();
                 note = Some(format!(
-                    "roots from the vCPUs of the {}: {}; mode {}",
+                    "roots from the vCPUs of the {}: {}; {mode_note}",
                     dump.describe(),
                     names.join(" "),
-                    mode_name(mode)
                 ));
                 roots.into_iter().unzip()
             }
@@ -454,7 +473,8 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
             }
         }
     };
-    check_roots(&dump, &roots)?;
+    check(mode, &roots)?;
+    check_roots(&dump, &roots, mode)?;
     if let Some(note) = note {
         eprintln!("ptwalk: {}", one_line(&note));
     }
@@ -466,39 +486,77 @@ fn setup(args: &ImageArgs, all_roots: bool, cmd: &str) -> Result<Setup, Failure>
     })
 }
 
-/// The mode to walk `dump` with: its vCPUs' (where it has QEMU notes
-/// and paging is on), else i686; `--no-pse` turns 4 MiB pages off either
-/// way. Also the vCPUs (see [`core_cpus`]).
-fn dump_mode(dump: &Dump, no_pse: bool) -> Result<(I686, Option<Vcpus>), Failure> {
-    let core = core_cpus(dump)?;
-    if core.is_none() && dump.machine() == object::elf::EM_X86_64 {
-        // No registers, but an x86-64 core (kdump) is a long-mode kernel.
-        return Err(Failure::Error(format!(
-            "{:?} is an x86-64 core (long mode), which ptwalk does not support yet (i686 only)",
-            dump.path
-        )));
-    }
-    let mode = match core.as_ref().map(|c| c.0) {
-        None | Some(CpuMode::Off) => I686 { pse: !no_pse },
-        Some(CpuMode::I686 { pse }) => I686 {
-            pse: pse && !no_pse,
-        },
-        Some(m) => {
+/// The mode to walk `dump` with, the vCPUs (see [`core_cpus`]), and why
+/// the mode is not simply the vCPUs' or i686 (to be said on stderr):
+///
+/// - `--mode` if given (where it contradicts the vCPUs, the user is
+///   followed and the reason says so);
+/// - else the vCPUs' (where the core has QEMU notes and paging is on);
+/// - else x86-64 for an x86-64 core without registers (kdump), which is a
+///   long-mode kernel;
+/// - else i686.
+///
+/// `--no-pse` turns 4 MiB pages off in i686 and is refused in other modes.
+fn dump_mode(
+    dump: &Dump,
+    arg: Option<ModeArg>,
+    no_pse: bool,
+) -> Result<(Mode, Option<Vcpus>, Option<String>), Failure> {
+    let cpus = core_cpus(dump);
+    let from_cpus = match &cpus {
+        Some((Ok(m), _)) => Mode::from_cpu(*m),
+        _ => None,
+    };
+    let (mode, why) = match (arg, &cpus, from_cpus) {
+        (None, Some((Err(e), _)), _) => {
             return Err(Failure::Error(format!(
-                "the vCPUs of {:?} use {m}, which ptwalk does not support yet (i686 only)",
+                "the vCPUs of {:?} disagree on the paging mode ({e}): give --mode",
                 dump.path
             )));
         }
+        (Some(a), Some((Err(e), _)), _) => (
+            Mode::from_arg(a, true),
+            Some(format!("as --mode asks; the vCPUs disagree: {e}")),
+        ),
+        (Some(a), _, Some(m)) if m.arg() == a => (m, None),
+        (Some(a), _, Some(_)) => (
+            Mode::from_arg(a, true),
+            cpus.as_ref()
+                .and_then(|c| c.0.as_ref().ok())
+                .map(|m| format!("as --mode asks, though the vCPUs use {m}")),
+        ),
+        (Some(a), _, None) => (Mode::from_arg(a, true), None),
+        (None, _, Some(m)) => (m, None),
+        (None, _, None) if dump.machine() == object::elf::EM_X86_64 => (
+            Mode::from_arg(ModeArg::X86_64, true),
+            Some(
+                "taken for an x86-64 core without vCPU registers (--mode x86-64-la57 for 5-level paging)"
+                    .to_string(),
+            ),
+        ),
+        (None, _, None) => (Mode::from_arg(ModeArg::I686, true), None),
     };
-    Ok((mode, core))
+    let mode = match mode {
+        Mode::I686(m) => Mode::I686(ptwalk::I686 {
+            pse: m.pse && !no_pse,
+        }),
+        _ if no_pse => {
+            return Err(Failure::Error(format!(
+                "--no-pse is for i686 paging; mode {} always has large pages",
+                mode.name()
+            )));
+        }
+        m => m,
+    };
+    Ok((mode, cpus.map(|(_, on)| on), why))
 }
 
-/// The distinct root tables of the vCPUs (CR3 as the mode reads it), in
+/// The distinct root tables of the vCPUs (CR3 as `mode` reads it), in
 /// vCPU order, each with the vCPUs that hold it (`cpu0,cpu3`).
-fn vcpu_roots(on: &[(usize, u64)]) -> Vec<(PhysAddr, String)> {
+fn vcpu_roots(on: &[(usize, u64)], mode: Mode) -> Vec<(PhysAddr, String)> {
     let mut roots: Vec<(PhysAddr, String)> = Vec::new();
     for &(i, cr3) in on {
-        let r = I686::default().root_table(PhysAddr(cr3));
+        let r = mode.root_table(PhysAddr(cr3));
         match roots.iter_mut().find(|(x, _)| *x == r) {
             Some((_, cpus)) => cpus.push_str(&format!(",cpu{i}")),
             None => roots.push((r, format!("cpu{i}"))),
@@ -507,22 +565,23 @@ fn vcpu_roots(on: &[(usize, u64)]) -> Vec<(PhysAddr, String)> {
     roots
 }
 
-/// `i686 (PSE)` or `i686 (no PSE)`.
-fn mode_name(mode: I686) -> &'static str {
-    if mode.pse {
-        "i686 (PSE)"
-    } else {
-        "i686 (no PSE)"
-    }
+/// Candidate roots in `dump` in `mode` (see [`roots::find`]).
+fn find_roots(
+    dump: &Dump,
+    mode: Mode,
+    known: &[(PhysAddr, String)],
+    progress: bool,
+) -> Vec<roots::Candidate> {
+    with_mode!(mode, m => roots::find(dump, m, known, progress))
 }
 
 /// Every root's table must lie in memory.
-fn check_roots(dump: &Dump, roots: &[PhysAddr]) -> Result<(), Failure> {
+fn check_roots(dump: &Dump, roots: &[PhysAddr], mode: Mode) -> Result<(), Failure> {
     let images = dump.images();
     let mem = Regions::new(&images)?;
     for r in roots {
-        let table = I686::default().root_table(*r);
-        if mem.lend(table, 4096).is_ok() {
+        let table = mode.root_table(*r);
+        if mem.lend(table, mode.root_bytes()).is_ok() {
             continue;
         }
         return Err(Failure::Error(match dump.kind {
@@ -552,9 +611,43 @@ fn dump_base(dump: &Dump) -> u64 {
     dump.segments.first().map_or(0, |s| s.pa)
 }
 
-/// Whether the paging mode can address `va` (i686: below 2^32).
-fn addressable(va: u64) -> bool {
-    I686::default().linear(va).is_some()
+/// `ptwalk walk` in `mode`: every event over `[start, start + len)`.
+#[allow(clippy::too_many_arguments)]
+fn walk_in<P: PagingMode, M: PhysMem + ?Sized>(
+    mode: P,
+    mem: &M,
+    roots: &[PhysAddr],
+    (start, len): (u64, u64),
+    follow: bool,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let walk = Walk::new_in(mode, mem, roots)?
+        .with_owners(GrowableOwners::with_capacity(1024))
+        .range(start, len);
+    if follow {
+        format::events(walk.follow_aliases(), roots, format, out)
+    } else {
+        format::events(walk.references(), roots, format, out)
+    }
+    .map_err(Failure::from)
+}
+
+/// `ptwalk translate` in `mode`: each VA in space `space`.
+fn translate_in<P: PagingMode, M: PhysMem + ?Sized>(
+    mode: P,
+    mem: &M,
+    roots: &[PhysAddr],
+    space: u32,
+    vas: &[u64],
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let spaces = Spaces::new_in(mode, mem, roots)?;
+    for &va in vas {
+        let t = spaces.translate(SpaceId(space), VirtAddr(va))?;
+        format::translation(VirtAddr(va), &t, out)?;
+    }
+    Ok(())
 }
 
 fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
@@ -567,29 +660,18 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             follow,
             format,
         } => {
-            if let Some((a, b)) = range {
-                if a < b && !addressable(a) {
-                    return Err(Failure::Error(format!(
-                        "--range {a:#x}..{b:#x} lies outside the {}-bit address space of i686",
-                        I686::default().va_bits()
-                    )));
-                }
-            }
-            let s = setup(&img, all_roots, "walk")?;
+            let check = |mode: Mode, _: &[PhysAddr]| match range {
+                Some((a, b)) if a < b && !mode.addressable(a) => Err(Failure::Error(format!(
+                    "--range {a:#x}..{b:#x} lies outside {}",
+                    mode.space()
+                ))),
+                _ => Ok(()),
+            };
+            let s = setup(&img, all_roots, "walk", check)?;
             let images = s.dump.images();
             let mem = Regions::new(&images)?;
-            let roots = s.roots;
-            let (start, len) = range.map_or((0, u64::MAX), |(a, b)| (a, b - a));
-            let walk = Walk::new(&mem, &roots)?
-                .with_mode(s.mode)
-                .with_owners(GrowableOwners::with_capacity(1024))
-                .range(start, len);
-            if follow {
-                format::events(walk.follow_aliases(), &roots, format, out)
-            } else {
-                format::events(walk.references(), &roots, format, out)
-            }
-            .map_err(Failure::from)
+            let range = range.map_or((0, u64::MAX), |(a, b)| (a, b - a));
+            with_mode!(s.mode, m => walk_in(m, &mem, &s.roots, range, follow, format, out))
         }
         Cmd::Compact {
             img,
@@ -603,33 +685,38 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             out: prefix,
             all_roots,
         } => {
-            let s = setup(&img, all_roots, "compact")?;
+            let s = setup(&img, all_roots, "compact", |_, _| Ok(()))?;
             let images = s.dump.images();
             let mem = Regions::new(&images)?;
-            let job = compact::Job {
-                mem: &mem,
-                mapped: s.dump.bytes(),
-                image: &img.image,
-                segments: &s.dump.segments,
-                roots: &s.roots,
-                mode: s.mode,
-                policy: ptwalk::compact::Policy {
-                    skip: skip.into_iter().map(|(a, b)| a..b).collect(),
-                    cow,
-                    split_large,
-                    drop_device_pages,
-                    keep_empty_tables,
-                },
-                out_base,
-                out: &prefix,
-                verify,
+            let policy = ptwalk::compact::Policy {
+                skip: skip.into_iter().map(|(a, b)| a..b).collect(),
+                cow,
+                split_large,
+                drop_device_pages,
+                keep_empty_tables,
             };
             // compact's messages come as text; `main` makes them one line.
             let failure = |(msg, code): compact::Failure| match code {
                 2 => Failure::Error(msg),
                 _ => Failure::Status(msg, code),
             };
-            match compact::run(job, out).map_err(failure)? {
+            let verified = with_mode!(s.mode, m => compact::run(
+                compact::Job {
+                    mem: &mem,
+                    mapped: s.dump.bytes(),
+                    image: &img.image,
+                    segments: &s.dump.segments,
+                    roots: &s.roots,
+                    mode: m,
+                    policy,
+                    out_base,
+                    out: &prefix,
+                    verify,
+                },
+                out,
+            ))
+            .map_err(failure)?;
+            match verified {
                 true => Ok(()),
                 false => Err(Failure::VerifyFailed),
             }
@@ -638,21 +725,20 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             image,
             base,
             like,
+            mode,
             no_pse,
             format,
         } => {
             let dump = Dump::open(&image, base).map_err(|e| Failure::Error(e.msg))?;
-            let (mode, core) = dump_mode(&dump, no_pse)?;
+            let (mode, core, why) = dump_mode(&dump, mode, no_pse)?;
             let known: Vec<(PhysAddr, String)> = if like.is_empty() {
                 core.as_ref()
-                    .map(|(_, on)| vcpu_roots(on))
+                    .map(|on| vcpu_roots(on, mode))
                     .unwrap_or_default()
             } else {
-                let like: Vec<PhysAddr> = like
-                    .iter()
-                    .map(|&r| I686::default().root_table(PhysAddr(r)))
-                    .collect();
-                check_roots(&dump, &like)?;
+                let like: Vec<PhysAddr> =
+                    like.iter().map(|&r| mode.root_table(PhysAddr(r))).collect();
+                check_roots(&dump, &like, mode)?;
                 let mut known: Vec<(PhysAddr, String)> = Vec::new();
                 for r in like {
                     if !known.iter().any(|(k, _)| *k == r) {
@@ -661,7 +747,13 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                 }
                 known
             };
-            let found = roots::find(&dump, mode, &known, true);
+            let found = find_roots(&dump, mode, &known, true);
+            if let Some(why) = why {
+                eprintln!(
+                    "ptwalk: {}",
+                    one_line(&format!("mode {}: {why}", mode.name()))
+                );
+            }
             roots::print(&found, format, out).map_err(Failure::from)
         }
         Cmd::Map {
@@ -669,40 +761,49 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
             all_roots,
             format,
         } => {
-            let s = setup(&img, all_roots, "map")?;
+            let s = setup(&img, all_roots, "map", |_, _| Ok(()))?;
             let images = s.dump.images();
             let mem = Regions::new(&images)?;
-            map::map(&mem, s.mode, &s.roots, &s.labels, format, out).map_err(Failure::from)
+            with_mode!(s.mode, m => map::map(&mem, m, &s.roots, &s.labels, format, out))
+                .map_err(Failure::from)
         }
         Cmd::Tables {
             img,
             all_roots,
             format,
         } => {
-            let s = setup(&img, all_roots, "tables")?;
+            let s = setup(&img, all_roots, "tables", |_, _| Ok(()))?;
             let images = s.dump.images();
             let mem = Regions::new(&images)?;
-            // Duplicate roots are refused as the walk refuses them.
-            let _ = Walk::new(&mem, &s.roots)?;
-            map::print_tables(&mem, s.mode, &s.roots, format, out).map_err(Failure::from)
+            with_mode!(s.mode, m => {
+                // Duplicate roots are refused as the walk refuses them.
+                let _ = Walk::new_in(m, &mem, &s.roots)?;
+                map::print_tables(&mem, m, &s.roots, format, out)
+            })
+            .map_err(Failure::from)
         }
         Cmd::Translate { img, space, vas } => {
             // Every VA is checked before anything is printed.
-            if let Some(va) = vas.iter().find(|&&va| !addressable(va)) {
-                return Err(Failure::Error(format!(
-                    "VA {va:#x} lies outside the {}-bit address space of i686",
-                    I686::default().va_bits()
-                )));
-            }
-            let s = setup(&img, false, "translate")?;
+            let check = |mode: Mode, roots: &[PhysAddr]| {
+                if let Some(va) = vas.iter().find(|&&va| !mode.addressable(va)) {
+                    return Err(Failure::Error(format!(
+                        "VA {va:#x} lies outside {}",
+                        mode.space()
+                    )));
+                }
+                if space as usize >= roots.len() {
+                    return Err(Failure::Error(format!(
+                        "there is no space {space}: {} root{} (--space counts from 0)",
+                        roots.len(),
+                        if roots.len() == 1 { "" } else { "s" }
+                    )));
+                }
+                Ok(())
+            };
+            let s = setup(&img, false, "translate", check)?;
             let images = s.dump.images();
             let mem = Regions::new(&images)?;
-            let spaces = Spaces::new(&mem, &s.roots)?.with_mode(s.mode);
-            for va in vas {
-                let t = spaces.translate(SpaceId(space), VirtAddr(va))?;
-                format::translation(VirtAddr(va), &t, out)?;
-            }
-            Ok(())
+            with_mode!(s.mode, m => translate_in(m, &mem, &s.roots, space, &vas, out))
         }
     }
 }

@@ -6,15 +6,19 @@
 //! effective access, copy-on-write and global bits, page size and owner
 //! (`VA_START-VA_END SIZE PA ACCESS PAGE [OWNER]`), a range reached through
 //! a table another (space, VA) owns marked with that owner, then a summary
-//! line per space. `tables` lists every table reached by more than one
-//! (space, VA): its PA, level, owner, and each (space, VA) aliasing it.
+//! line per space (JSON adds its private and shared tables per level).
+//! ACCESS is `u`/`-`, `r`, `w`/`-`, then `,nx` (not executable), `,cow`
+//! and `,G` where set. VAs are canonical (16 hex digits in x86-64).
+//! `tables` lists every table reached by more than one (space, VA), at
+//! every level below the roots: its PA, level, owner, and each (space,
+//! VA) aliasing it.
 //!
 //! Both are generic over the paging mode: the tables are found by a
 //! descent through [`PagingMode::decode`], keyed by (PA, level) in walk
 //! order (roots in order, then ascending VA) exactly as the walker keys
 //! ownership, and the ranges come from the walk's follow consumer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
 use ptwalk::mode::Entry;
@@ -95,8 +99,7 @@ fn descend<P: PagingMode, M: PhysMem + ?Sized>(
         if mem.lend(t, P::table_bytes(below)).is_err() {
             continue;
         }
-        // Long modes will sign-extend here (canonical VAs).
-        let at = va + ((i as u64) << P::shift(level));
+        let at = mode.canonical(va.wrapping_add((i as u64) << P::shift(level)));
         let reach = Reach { space, va: at };
         if let Some(&k) = index.get(&(t.0, below.0)) {
             out[k].reaches.push(reach);
@@ -122,6 +125,7 @@ struct Range {
     pa: u64,
     user: bool,
     write: bool,
+    exec: bool,
     cow: bool,
     global: bool,
     size_log2: u8,
@@ -130,14 +134,27 @@ struct Range {
 }
 
 impl Range {
+    /// One past the last VA (0 for a range ending at the top of the
+    /// canonical space, as QEMU's `info mem` prints it).
+    fn end(&self) -> u64 {
+        self.va.wrapping_add(self.len)
+    }
+
     fn continued_by(&self, r: &Range) -> bool {
-        r.va == self.va + self.len
-            && r.pa == self.pa + self.len
-            && (r.user, r.write, r.cow, r.global, r.size_log2)
-                == (self.user, self.write, self.cow, self.global, self.size_log2)
+        r.va == self.end()
+            && r.pa == self.pa.wrapping_add(self.len)
+            && (r.user, r.write, r.exec, r.cow, r.global, r.size_log2)
+                == (
+                    self.user,
+                    self.write,
+                    self.exec,
+                    self.cow,
+                    self.global,
+                    self.size_log2,
+                )
             && match (self.via, r.via) {
                 (None, None) => true,
-                (Some((a, va)), Some((b, vb))) => a == b && vb == va + self.len,
+                (Some((a, va)), Some((b, vb))) => a == b && vb == va.wrapping_add(self.len),
                 _ => false,
             }
     }
@@ -148,6 +165,9 @@ impl Range {
             if self.user { 'u' } else { '-' },
             if self.write { 'w' } else { '-' }
         );
+        if !self.exec {
+            s.push_str(",nx");
+        }
         if self.cow {
             s.push_str(",cow");
         }
@@ -177,6 +197,8 @@ struct Space {
     aliases: u64,
     private_tables: u64,
     shared_tables: u64,
+    /// Per level of the tables (1: page tables): private, shared.
+    levels: BTreeMap<u8, [u64; 2]>,
 }
 
 /// An alias region of one space: our VA, length, owner and owner's VA.
@@ -199,8 +221,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
     let n = roots.len();
     let mut spaces: Vec<Space> = (0..n).map(|_| Space::default()).collect();
     let mut regions: Vec<Vec<Region>> = vec![Vec::new(); n];
-    let refs = Walk::new(mem, roots)?
-        .with_mode(mode)
+    let refs = Walk::new_in(mode, mem, roots)?
         .with_owners(GrowableOwners::with_capacity(1024))
         .references();
     for e in refs {
@@ -210,8 +231,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
             regions[s].push((a.va.0, a.len(), a.owner, a.owner_va.0));
         }
     }
-    let follow = Walk::new(mem, roots)?
-        .with_mode(mode)
+    let follow = Walk::new_in(mode, mem, roots)?
         .with_owners(GrowableOwners::with_capacity(1024))
         .follow_aliases();
     for e in follow {
@@ -223,14 +243,15 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                 let via = k
                     .checked_sub(1)
                     .map(|k| rs[k])
-                    .filter(|r| l.va.0 < r.0 + r.1)
-                    .map(|r| (r.2, r.3 + (l.va.0 - r.0)));
+                    .filter(|r| l.va.0 - r.0 < r.1)
+                    .map(|r| (r.2, r.3.wrapping_add(l.va.0 - r.0)));
                 let r = Range {
                     va: l.va.0,
                     len: l.size(),
                     pa: l.pa.0,
                     user: l.access.user(),
                     write: l.access.writable(),
+                    exec: l.access.executable(),
                     cow: l.is_cow(),
                     global: l.entry & (1 << 8) != 0,
                     size_log2: l.size_log2,
@@ -256,11 +277,13 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
         }
         for s in seen {
             let sp = &mut spaces[s.index()];
-            if t.reaches.len() > 1 {
+            let shared = t.reaches.len() > 1;
+            if shared {
                 sp.shared_tables += 1;
             } else {
                 sp.private_tables += 1;
             }
+            sp.levels.entry(t.level.0).or_default()[usize::from(shared)] += 1;
         }
     }
     let hexw = |bits: u32| (bits as usize).div_ceil(4);
@@ -279,7 +302,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                     .map(|r| {
                         let mut o = json!({
                             "va": format!("{:#x}", r.va),
-                            "end": format!("{:#x}", r.va + r.len),
+                            "end": format!("{:#x}", r.end()),
                             "size": format!("{:#x}", r.len),
                             "pa": format!("{:#x}", r.pa),
                             "access": r.access(),
@@ -302,6 +325,11 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                         "mapped": sp.mapped,
                         "private_tables": sp.private_tables,
                         "shared_tables": sp.shared_tables,
+                        "levels": sp.levels.iter().map(|(l, [p, s])| json!({
+                            "level": l,
+                            "private_tables": p,
+                            "shared_tables": s,
+                        })).collect::<Vec<_>>(),
                         "aliases": sp.aliases,
                         "faults": sp.faults,
                     })
@@ -313,7 +341,7 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                     .iter()
                     .map(|r| {
                         [
-                            format!("{:0vaw$x}-{:0vaw$x}", r.va, r.va + r.len),
+                            format!("{:0vaw$x}-{:0vaw$x}", r.va, r.end()),
                             format!("{:#x}", r.len),
                             format!("{:#x}", r.pa),
                             r.access(),
