@@ -147,7 +147,7 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
     /// [`WalkError::NoSuchSpace`] if `space` is not one of the roots;
     /// [`WalkError::Unaddressable`] if `va` is not an address of the mode
     /// (above 4 GiB in a 32-bit mode, not canonical in x86-64).
-    #[inline(always)]
+    #[inline]
     pub fn translate(&self, space: SpaceId, va: VirtAddr) -> Result<Translation, WalkError> {
         let root = *self
             .roots
@@ -169,7 +169,7 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
 /// looking at the VA: deriving it here measured 7 instructions per
 /// translation more, fetching it after the VA check 11 more). `va` must be an address of the
 /// mode.
-#[inline(always)]
+#[inline]
 pub(crate) fn translate<'m, P: PagingMode, M: PhysMem + ?Sized>(
     mode: P,
     mem: &'m M,

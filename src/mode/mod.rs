@@ -221,6 +221,9 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
     }
 }
 
+/// Bit 0 of every x86 entry format: present.
+pub const PRESENT: u64 = 1 << 0;
+
 /// Bit 1 of every x86 entry format: writes allowed.
 pub const RW: u64 = 1 << 1;
 

@@ -9,7 +9,7 @@ use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::FaultReason;
 use crate::event::{Fault, Leaf, WalkEvent};
 use crate::mem::{BLOCK, Entries, VolatileSlice};
-use crate::mode::{Access, Entry, PagingMode};
+use crate::mode::{Access, PRESENT, PagingMode};
 
 /// The page table (level 1) being scanned: the hot loop of every walk.
 ///
@@ -197,7 +197,9 @@ fn present_pte<P: PagingMode>(
     }
 }
 
-/// What any page-table entry reports, if anything.
+/// What any page-table entry reports, if anything: nothing if absent
+/// (bit 0, present, in every format), else [`present_pte`] (what the
+/// mode's `decode` says at level 1, without its match over levels).
 #[inline(always)]
 fn pte_event<P: PagingMode>(
     mode: P,
@@ -206,10 +208,10 @@ fn pte_event<P: PagingMode>(
     raw: u64,
     above: Access,
 ) -> Option<WalkEvent> {
-    match mode.decode(raw, Level::PT) {
-        Entry::Page(pa) => Some(pt_leaf(mode, space, va, pa, raw, above)),
-        Entry::Reserved(_) => Some(reserved_pte::<P>(space, va, raw)),
-        Entry::Absent | Entry::Table(_) => None,
+    if raw & PRESENT == 0 {
+        None
+    } else {
+        Some(present_pte(mode, space, va, raw, above))
     }
 }
 
