@@ -123,6 +123,12 @@ pub enum CompactError {
         /// Bytes needed.
         len: u64,
     },
+    /// A new root would lie above 4 GiB, where CR3 cannot point in a
+    /// 32-bit paging mode (i686, PAE).
+    RootAbove4G {
+        /// The root.
+        root: PhysAddr,
+    },
 }
 
 impl fmt::Display for CompactError {
@@ -140,6 +146,11 @@ impl fmt::Display for CompactError {
                 f,
                 "no room for the output ({len:#x} bytes, tables included) below 2^64 at the \
                  base asked for, or clear of the device memory the snapshot maps in place"
+            ),
+            CompactError::RootAbove4G { root } => write!(
+                f,
+                "a new root would lie at {root}, above 4 GiB, where CR3 cannot point in this \
+                 paging mode; choose a lower output base"
             ),
         }
     }
@@ -289,6 +300,8 @@ impl<'a, M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Compactor<'a, 
     ///
     /// [`CompactError::Write`] if a rebuilt entry cannot be encoded (e.g.
     /// the output would place a table above 4 GiB on i686),
+    /// [`CompactError::RootAbove4G`] if a new root would lie above 4 GiB in
+    /// a 32-bit mode,
     /// [`CompactError::DeviceOverlap`] if the base asked for would cover
     /// device memory, [`CompactError::NoRoom`] if no base is clear of it.
     pub fn plan(self) -> Result<Layout, CompactError> {
@@ -372,6 +385,13 @@ impl<'a, M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Compactor<'a, 
                 placement.shift(moved - base);
                 base = moved;
                 continue;
+            }
+            // In the 32-bit modes CR3 holds 32 bits: a root above 4 GiB
+            // could not be loaded.
+            if self.mode.va_bits() <= 32 {
+                if let Some(&root) = roots.iter().find(|r| r.0 >> 32 != 0) {
+                    return Err(CompactError::RootAbove4G { root });
+                }
             }
             let mut extents = placement.extents;
             extents.sort_unstable_by_key(|e| e.dst.0);
