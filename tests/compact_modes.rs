@@ -120,7 +120,9 @@ impl Snap {
             let pa = u64::from(t) * 4096 + u64::from(i) * 8;
             // PAE PDPTEs have no RW, US, PS, NX: most writes there keep
             // only what a PDPTE may hold, some keep reserved bits.
-            let in_pdpt = roots.iter().any(|r| (r.0 & !0x1F..(r.0 & !0x1F) + 32).contains(&pa));
+            let in_pdpt = roots
+                .iter()
+                .any(|r| (r.0 & !0x1F..(r.0 & !0x1F) + 32).contains(&pa));
             if self.kind == Kind::Pae && in_pdpt && !raw {
                 v &= 0x000F_FFFF_FFFF_F000 | P | 0x18 | A | 0xE00;
             }
@@ -148,7 +150,11 @@ impl Snap {
 
     fn policy(&self) -> Policy {
         Policy {
-            skip: self.skip.iter().map(|&(a, l)| a..a.saturating_add(l)).collect(),
+            skip: self
+                .skip
+                .iter()
+                .map(|&(a, l)| a..a.saturating_add(l))
+                .collect(),
             cow: self.flags & 1 != 0,
             // A quarter of the cases: a split 1 GiB page is 262,144 pages.
             split_large: self.flags & 0x42 == 0x42,
@@ -322,13 +328,25 @@ fn compact_in<Q: PagingMode>(
 /// Compacts, verifies and asks the model; `Err` says what failed.
 fn round_trip(s: &Snap) -> Result<Option<Compacted>, String> {
     let (mem, roots, policy) = (s.image(), s.roots(), s.policy());
-    let out = match with_mode!(s.kind, |m| compact_in(m, &mem, &roots, &policy, s.out_base())) {
+    let out = match with_mode!(s.kind, |m| compact_in(
+        m,
+        &mem,
+        &roots,
+        &policy,
+        s.out_base()
+    )) {
         Ok(out) => out,
         Err(e) if refusal_is_right(s, &e) => return Ok(None),
         Err(e) => return Err(format!("compaction failed: {e}")),
     };
-    let report =
-        with_mode!(s.kind, |m| verify(m, &mem[..], &roots, &out, out.roots(), &policy));
+    let report = with_mode!(s.kind, |m| verify(
+        m,
+        &mem[..],
+        &roots,
+        &out,
+        out.roots(),
+        &policy
+    ));
     if !report.is_ok() {
         return Err(format!("verify: {report:#x?}"));
     }
@@ -354,7 +372,10 @@ fn judge(
     let new: Vec<u64> = out.roots().iter().map(|r| r.0).collect();
     model64::faithful(
         g,
-        model64::Mem { base: 0, bytes: mem },
+        model64::Mem {
+            base: 0,
+            bytes: mem,
+        },
         &raw,
         model64::Mem {
             base: out.layout.base.0,
@@ -447,8 +468,7 @@ fn x86_64_compaction_verifies_and_is_faithful() {
 
 #[test]
 fn la57_compaction_verifies_and_is_faithful() {
-    common::qc(QC_TESTS, QC_SIZE)
-        .quickcheck((|s: La57Snap| report(&s.0)) as fn(La57Snap) -> bool);
+    common::qc(QC_TESTS, QC_SIZE).quickcheck((|s: La57Snap| report(&s.0)) as fn(La57Snap) -> bool);
 }
 
 /// The generator meets what the properties are about, in every mode:
@@ -529,4 +549,479 @@ fn generator_covers_every_level_and_page_size() {
             "{summary}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Named cases.
+
+/// A physical image of 8-byte tables built page by page: page 0 empty,
+/// pages handed out upward from 0x1000.
+struct Img {
+    buf: Vec<u8>,
+}
+
+impl Img {
+    fn new() -> Img {
+        Img {
+            buf: vec![0; 0x1000],
+        }
+    }
+
+    fn alloc(&mut self) -> u64 {
+        let pa = self.buf.len() as u64;
+        self.buf.resize(self.buf.len() + 0x1000, 0);
+        pa
+    }
+
+    /// A data page starting with `tag`.
+    fn data(&mut self, tag: u64) -> u64 {
+        let pa = self.alloc();
+        self.buf[pa as usize..][..8].copy_from_slice(&tag.to_le_bytes());
+        pa
+    }
+
+    fn put(&mut self, table: u64, i: u64, v: u64) {
+        self.buf[(table + 8 * i) as usize..][..8].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn word(out: &Compacted, pa: u64) -> u64 {
+    let b = out.lend(PhysAddr(pa), 8).unwrap();
+    u64::from_le_bytes(b.try_into().unwrap())
+}
+
+fn set_word(out: &mut Compacted, pa: u64, v: u64) {
+    let off = (pa - out.layout.base.0) as usize;
+    out.image[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Appends a zeroed page to a compacted image; returns its address.
+fn append_page(out: &mut Compacted) -> u64 {
+    let pa = out.layout.base.0 + out.image.len() as u64;
+    out.image.resize(out.image.len() + 4096, 0);
+    pa
+}
+
+/// The table an entry names.
+fn target(raw: u64) -> u64 {
+    raw & 0x000F_FFFF_FFFF_F000
+}
+
+fn check<Q: PagingMode>(
+    mode: Q,
+    mem: &[u8],
+    roots: &[PhysAddr],
+    out: &Compacted,
+    policy: &Policy,
+) -> VerifyReport {
+    verify(mode, mem, roots, out, out.roots(), policy)
+}
+
+fn run<Q: PagingMode>(mode: Q, mem: &[u8], roots: &[PhysAddr], policy: &Policy) -> Compacted {
+    Compactor::new_in(mode, mem, roots)
+        .unwrap()
+        .policy(policy.clone())
+        .run()
+        .unwrap()
+}
+
+/// Space `n` of 25 shares the kernel half: PML4 entry 256 of every root
+/// names one PDPT (PD, PT, four pages); each root also has a private
+/// PDPT, PD, PT and page at PML4 entry 0.
+fn kernel_shared(n: usize) -> (Vec<u8>, Vec<PhysAddr>) {
+    let mut img = Img::new();
+    let roots: Vec<u64> = (0..n).map(|_| img.alloc()).collect();
+    let (kpdpt, kpd, kpt) = (img.alloc(), img.alloc(), img.alloc());
+    img.put(kpdpt, 0, kpd | DIR);
+    // Half the kernel PD is NX.
+    img.put(kpd, 0, kpt | DIR | NX);
+    for k in 0..4 {
+        let page = img.data(0x6b00 + k);
+        img.put(kpt, k, page | P | RW | A);
+    }
+    for (s, &r) in roots.iter().enumerate() {
+        img.put(r, 256, kpdpt | DIR);
+        let (pdpt, pd, pt) = (img.alloc(), img.alloc(), img.alloc());
+        img.put(r, 0, pdpt | DIR);
+        img.put(pdpt, 0, pd | DIR);
+        img.put(pd, 0, pt | DIR);
+        let page = img.data(0x7500 + s as u64);
+        img.put(pt, 1, page | DIR);
+    }
+    (img.buf, roots.into_iter().map(PhysAddr).collect())
+}
+
+#[test]
+fn a_pdpt_shared_by_25_roots_is_one_pdpt_shared_by_25_after() {
+    let (mem, roots) = kernel_shared(25);
+    let policy = Policy::default();
+    let out = run(X86_64::default(), &mem, &roots, &policy);
+    let st = out.stats();
+    assert_eq!((st.aliases_linked, st.aliases_invalidated), (24, 0));
+    // 25 roots, the kernel PDPT, PD and PT, 25 private PDPTs, PDs and PTs.
+    assert_eq!(st.tables_written, 25 + 3 + 3 * 25);
+    let kernel: std::collections::HashSet<u64> = out
+        .roots()
+        .iter()
+        .map(|r| target(word(&out, r.0 + 256 * 8)))
+        .collect();
+    assert_eq!(kernel.len(), 1, "one kernel PDPT after");
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    assert!(report.is_ok(), "{report:#x?}");
+    assert_eq!(report.aliases_checked, 24);
+    judge(model64::X64, &mem, &roots, &out, &policy).unwrap();
+}
+
+#[test]
+fn one_pt_reached_512_times_from_one_pd_is_one_pt_after() {
+    // ESPFIX: every entry of one PD names the same PT (upper half).
+    let mut img = Img::new();
+    let (root, pdpt, pd, pt) = (img.alloc(), img.alloc(), img.alloc(), img.alloc());
+    img.put(root, 510, pdpt | DIR);
+    img.put(pdpt, 3, pd | DIR);
+    for i in 0..512 {
+        img.put(pd, i, pt | P | RW | A | NX);
+    }
+    let (a, b) = (img.data(1), img.data(2));
+    img.put(pt, 0, a | P | A);
+    img.put(pt, 9, b | P | RW | A);
+    let (mem, roots) = (img.buf, vec![PhysAddr(root)]);
+    let policy = Policy::default();
+    let out = run(X86_64::default(), &mem, &roots, &policy);
+    let st = out.stats();
+    assert_eq!(
+        (st.aliases_linked, st.tables_written, st.pages_copied),
+        (511, 4, 2)
+    );
+    let new_pdpt = target(word(&out, out.roots()[0].0 + 510 * 8));
+    let new_pd = target(word(&out, new_pdpt + 3 * 8));
+    let pts: std::collections::HashSet<u64> =
+        (0..512).map(|i| word(&out, new_pd + 8 * i)).collect();
+    assert_eq!(pts.len(), 1, "512 entries, one PT, NX kept: {pts:x?}");
+    assert!(pts.iter().all(|&e| e & NX != 0));
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    assert!(report.is_ok(), "{report:#x?}");
+    assert_eq!((report.aliases_checked, report.pages_checked), (511, 2));
+    judge(model64::X64, &mem, &roots, &out, &policy).unwrap();
+    // Reported VAs are canonical: the last alias's page, in the upper half.
+    let last = model64::translate(
+        model64::X64,
+        model64::Mem {
+            base: out.layout.base.0,
+            bytes: &out.image,
+        },
+        out.roots()[0].0,
+        0xffff_ff00_ffe0_9000,
+    )
+    .unwrap();
+    assert_eq!((last.rw, last.x), (true, false));
+}
+
+/// Roots 0 and 1 share a PDPT (PML4 entry 1); root 2's own PDPT names, at
+/// entry 5, the PD under it: sharing at level 4 and at level 3.
+fn nested_sharing() -> (Vec<u8>, Vec<PhysAddr>) {
+    let mut img = Img::new();
+    let roots: Vec<u64> = (0..3).map(|_| img.alloc()).collect();
+    let (x, y, pt, z) = (img.alloc(), img.alloc(), img.alloc(), img.alloc());
+    img.put(roots[0], 1, x | DIR);
+    img.put(roots[1], 1, x | DIR | NX);
+    img.put(x, 0, y | DIR);
+    img.put(y, 7, pt | DIR);
+    let page = img.data(0x5959);
+    img.put(pt, 0, page | DIR);
+    img.put(roots[2], 2, z | DIR);
+    img.put(z, 5, y | P | A);
+    (img.buf, roots.into_iter().map(PhysAddr).collect())
+}
+
+#[test]
+fn a_pd_shared_under_a_shared_pdpt_stays_shared_at_both_levels() {
+    let (mem, roots) = nested_sharing();
+    let policy = Policy::default();
+    let out = run(X86_64::default(), &mem, &roots, &policy);
+    assert_eq!(out.stats().aliases_linked, 2);
+    assert_eq!(out.stats().tables_written, 3 + 4);
+    let r = out.roots();
+    let x0 = target(word(&out, r[0].0 + 8));
+    let x1 = word(&out, r[1].0 + 8);
+    assert_eq!(
+        (target(x1), x1 & NX),
+        (x0, NX),
+        "the PDPT, with root 1's NX"
+    );
+    let y = target(word(&out, x0));
+    let z = target(word(&out, r[2].0 + 2 * 8));
+    let z5 = word(&out, z + 5 * 8);
+    assert_eq!(
+        (target(z5), z5 & RW),
+        (y, 0),
+        "the PD, read-only through root 2"
+    );
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    assert!(report.is_ok(), "{report:#x?}");
+    assert_eq!(report.aliases_checked, 2);
+    judge(model64::X64, &mem, &roots, &out, &policy).unwrap();
+}
+
+/// PTI: a kernel root and a user root name one PDPT, one of them with NX.
+fn pti(nx_on_owner: bool) -> (Vec<u8>, Vec<PhysAddr>) {
+    let mut img = Img::new();
+    let (kernel, user) = (img.alloc(), img.alloc());
+    let (pdpt, pd, pt) = (img.alloc(), img.alloc(), img.alloc());
+    let (owner_nx, alias_nx) = if nx_on_owner { (NX, 0) } else { (0, NX) };
+    img.put(kernel, 0, pdpt | DIR | owner_nx);
+    img.put(user, 0, pdpt | DIR | alias_nx);
+    img.put(pdpt, 0, pd | DIR);
+    img.put(pd, 0, pt | DIR);
+    let page = img.data(0x0c0de);
+    img.put(pt, 0, page | DIR);
+    (img.buf, vec![PhysAddr(kernel), PhysAddr(user)])
+}
+
+#[test]
+fn nx_on_one_roots_upper_entry_only_is_kept_either_way() {
+    for nx_on_owner in [true, false] {
+        let (mem, roots) = pti(nx_on_owner);
+        let policy = Policy::default();
+        let out = run(X86_64::default(), &mem, &roots, &policy);
+        assert_eq!(out.stats().aliases_linked, 1);
+        let new = model64::Mem {
+            base: out.layout.base.0,
+            bytes: &out.image,
+        };
+        let exec = |s: usize| {
+            model64::translate(model64::X64, new, out.roots()[s].0, 0)
+                .unwrap()
+                .x
+        };
+        assert_eq!((exec(0), exec(1)), (!nx_on_owner, nx_on_owner));
+        let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+        assert!(report.is_ok(), "{report:#x?}");
+        judge(model64::X64, &mem, &roots, &out, &policy).unwrap();
+    }
+}
+
+#[test]
+fn pae_roots_off_a_page_boundary_keep_their_sharing() {
+    // Two PDPTs in one page (at 0x20 and 0x60), each with a private PD at
+    // entry 0; both name one kernel PD at entry 3 (QEMU's accessed bit set).
+    let mut img = Img::new();
+    let page = img.alloc();
+    let (r0, r1) = (page + 0x20, page + 0x60);
+    let (pd0, pd1, kpd, kpt, pt0) = (
+        img.alloc(),
+        img.alloc(),
+        img.alloc(),
+        img.alloc(),
+        img.alloc(),
+    );
+    img.put(r0, 0, pd0 | P | A);
+    img.put(r1, 0, pd1 | P);
+    img.put(r0, 3, kpd | P | A);
+    img.put(r1, 3, kpd | P | A);
+    img.put(kpd, 0, kpt | DIR | NX);
+    img.put(kpd, 1, 0x0060_0000 | P | RW | PS); // 2 MiB of device memory
+    let k = img.data(0x6b);
+    img.put(kpt, 0, k | P | RW | A);
+    img.put(pd0, 0, pt0 | DIR);
+    let u = img.data(0x75);
+    img.put(pt0, 0, u | DIR);
+    img.put(pd1, 0, pt0 | DIR);
+    let (mem, roots) = (img.buf, vec![PhysAddr(r0 | 0x8), PhysAddr(r1)]);
+    let policy = Policy::default();
+    let out = run(Pae::default(), &mem, &roots, &policy);
+    let st = out.stats();
+    // The kernel PD, and the PT both private PDs name.
+    assert_eq!((st.aliases_linked, st.device_pages_kept), (2, 1));
+    let r = out.roots();
+    assert!(r.iter().all(|r| r.0 % 32 == 0 && r.0 >> 32 == 0));
+    let (e0, e1) = (word(&out, r[0].0 + 24), word(&out, r[1].0 + 24));
+    assert_eq!(target(e0), target(e1), "one kernel PD after");
+    for e in [e0, e1, word(&out, r[0].0), word(&out, r[1].0)] {
+        assert_eq!(
+            e & (RW | US | PS | NX | 0x1C0),
+            0,
+            "a PDPTE holds no {e:#x}"
+        );
+    }
+    let report = check(Pae::default(), &mem, &roots, &out, &policy);
+    assert!(report.is_ok(), "{report:#x?}");
+    assert_eq!(report.aliases_checked, 2);
+    judge(model64::PAE, &mem, &roots, &out, &policy).unwrap();
+}
+
+/// A root mapping a 1 GiB device page (1 GiB at 1 GiB, outside memory) at
+/// the canonical upper-half VA `0xffff_8000_4000_0000`.
+fn gig_device() -> (Vec<u8>, Vec<PhysAddr>, u64) {
+    let mut img = Img::new();
+    let (root, pdpt) = (img.alloc(), img.alloc());
+    img.put(root, 256, pdpt | DIR);
+    img.put(pdpt, 1, GIG_DEVICE | P | RW | A | PS | 0x18 | NX);
+    (img.buf, vec![PhysAddr(root)], 0xffff_8000_4000_0000)
+}
+
+#[test]
+fn split_large_maps_a_1gib_page_as_4kib_pages() {
+    // The decision: `split_large` means 4 KiB pages, whatever the size
+    // (a 1 GiB page is not left as 2 MiB pages).
+    let (mem, roots, va) = gig_device();
+    let new = |out: &Compacted, va: u64| {
+        let m = model64::Mem {
+            base: out.layout.base.0,
+            bytes: &out.image,
+        };
+        model64::translate(model64::X64, m, out.roots()[0].0, va).unwrap()
+    };
+    let keep = Policy::default();
+    let out = run(X86_64::default(), &mem, &roots, &keep);
+    assert_eq!(
+        (out.stats().tables_written, out.stats().device_pages_kept),
+        (2, 1)
+    );
+    assert_eq!(new(&out, va).size, 1 << 30);
+    let split = Policy {
+        split_large: true,
+        ..Policy::default()
+    };
+    let out = run(X86_64::default(), &mem, &roots, &split);
+    // Root, PDPT, one PD, 512 PTs; every 4 KiB piece kept in place.
+    assert_eq!(out.stats().tables_written, 2 + 1 + 512);
+    assert_eq!(out.stats().device_pages_kept, 1 << 18);
+    let last = new(&out, va + (1 << 30) - 4096);
+    assert_eq!(
+        (last.size, last.pa, last.rw, last.x),
+        (4096, GIG_DEVICE + (1 << 30) - 4096, true, false)
+    );
+    let report = check(X86_64::default(), &mem, &roots, &out, &split);
+    assert!(report.is_ok(), "{report:#x?}");
+    judge(model64::X64, &mem, &roots, &out, &split).unwrap();
+}
+
+#[test]
+fn a_skip_inside_a_1gib_page_splits_it_one_size_at_a_time() {
+    let (mem, roots, va) = gig_device();
+    // One 4 KiB page, given as a canonical upper-half VA.
+    let hole = va + 0x1234_5000;
+    let policy = Policy {
+        skip: vec![hole..hole + 4096],
+        ..Policy::default()
+    };
+    let out = run(X86_64::default(), &mem, &roots, &policy);
+    let st = out.stats();
+    // 511 pieces of 2 MiB, the cut one as 511 pages of 4 KiB.
+    assert_eq!((st.pages_skipped, st.device_pages_kept), (1, 511 + 511));
+    assert_eq!(st.tables_written, 2 + 1 + 1);
+    let m = model64::Mem {
+        base: out.layout.base.0,
+        bytes: &out.image,
+    };
+    let at = |v: u64| model64::translate(model64::X64, m, out.roots()[0].0, v);
+    assert!(at(hole).is_none());
+    assert_eq!(at(va).unwrap().size, 1 << 21);
+    assert_eq!(at(hole + 4096).unwrap().size, 4096);
+    assert_eq!(at(hole + (2 << 20)).unwrap().size, 1 << 21);
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    assert!(report.is_ok(), "{report:#x?}");
+    judge(model64::X64, &mem, &roots, &out, &policy).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Damage verify (and the model) must catch.
+
+#[test]
+fn verify_catches_nx_dropped_from_a_rebuilt_upper_entry() {
+    let policy = Policy::default();
+    // The alias entry: the user root's NX link to the shared PDPT.
+    let (mem, roots) = pti(false);
+    let mut out = run(X86_64::default(), &mem, &roots, &policy);
+    let at = out.roots()[1].0;
+    let v = word(&out, at) & !NX;
+    set_word(&mut out, at, v);
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    assert!(
+        report.mismatches.contains(&Mismatch::Sharing {
+            space: ptwalk::SpaceId(1),
+            va: VirtAddr(0),
+            level: Level(4),
+        }),
+        "{report:#x?}"
+    );
+    assert!(judge(model64::X64, &mem, &roots, &out, &policy).is_err());
+
+    // An entry inside the shared PDPT, under the owner's NX PML4 entry:
+    // the owner's pages stay NX either way, the other root's do not.
+    let (mut mem, roots) = pti(true);
+    let pdpt = target(u64::from_le_bytes(
+        mem[roots[0].0 as usize..][..8].try_into().unwrap(),
+    ));
+    mem[pdpt as usize + 7] |= 0x80; // NX on PDPT entry 0
+    let mut out = run(X86_64::default(), &mem, &roots, &policy);
+    assert!(check(X86_64::default(), &mem, &roots, &out, &policy).is_ok());
+    let new_pdpt = target(word(&out, out.roots()[0].0));
+    let v = word(&out, new_pdpt) & !NX;
+    set_word(&mut out, new_pdpt, v);
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    let caught = report.mismatches.iter().any(|m| {
+        matches!(m, Mismatch::PathAccess { level: Level(3), expected, got, .. }
+            if !expected.executable() && got.executable())
+    });
+    assert!(caught, "{report:#x?}");
+    assert!(judge(model64::X64, &mem, &roots, &out, &policy).is_err());
+}
+
+#[test]
+fn verify_catches_a_shared_pdpt_duplicated() {
+    let (mem, roots) = kernel_shared(3);
+    let policy = Policy::default();
+    let mut out = run(X86_64::default(), &mem, &roots, &policy);
+    let entry = out.roots()[2].0 + 256 * 8;
+    let shared = target(word(&out, entry));
+    // A copy of the kernel PDPT, named by root 2 instead.
+    let copy = append_page(&mut out);
+    for i in 0..512 {
+        let v = word(&out, shared + 8 * i);
+        set_word(&mut out, copy + 8 * i, v);
+    }
+    let v = (word(&out, entry) & !target(!0)) | copy;
+    set_word(&mut out, entry, v);
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    let sharing = Mismatch::Sharing {
+        space: ptwalk::SpaceId(2),
+        va: VirtAddr(0xffff_8000_0000_0000),
+        level: Level(4),
+    };
+    assert!(report.mismatches.contains(&sharing), "{report:#x?}");
+    assert!(judge(model64::X64, &mem, &roots, &out, &policy).is_err());
+}
+
+#[test]
+fn verify_catches_a_1gib_page_split_silently() {
+    let (mem, roots, va) = gig_device();
+    let policy = Policy::default();
+    let mut out = run(X86_64::default(), &mem, &roots, &policy);
+    let pdpt = target(word(&out, out.roots()[0].0 + 256 * 8));
+    let big = word(&out, pdpt + 8);
+    // The same frames, as 512 pages of 2 MiB under a new PD.
+    let pd = append_page(&mut out);
+    for i in 0..512 {
+        set_word(&mut out, pd + 8 * i, big + (i << 21));
+    }
+    set_word(&mut out, pdpt + 8, pd | DIR | (big & NX));
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    let size = Mismatch::PageSize {
+        space: ptwalk::SpaceId(0),
+        va: VirtAddr(va),
+        expected: 1 << 30,
+        got: 1 << 21,
+    };
+    assert!(report.mismatches.contains(&size), "{report:#x?}");
+    // Nothing else differs: same frames, same access.
+    assert!(
+        report
+            .mismatches
+            .iter()
+            .all(|m| matches!(m, Mismatch::PageSize { .. })),
+        "{report:#x?}"
+    );
+    assert!(judge(model64::X64, &mem, &roots, &out, &policy).is_err());
 }
