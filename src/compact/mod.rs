@@ -27,6 +27,17 @@
 //!   data is streamed from the source ([`Layout::chunks`]) or gathered in
 //!   memory ([`Layout::materialize`], [`Compactor::run`]).
 //!
+//! Every paging mode works alike ([`Compactor::new_in`]): in PAE and x86-64
+//! sharing is re-linked at every level (a PDPT shared by 25 roots is one
+//! PDPT shared by 25 after, a page table reached 512 times from one page
+//! directory is one page table after), each re-linked or created directory
+//! entry keeps the source entry's RW, US and NX (where the source has no
+//! entry, e.g. above the pieces of a split page, the mode's
+//! [`default_dir_flags`](crate::PagingMode::default_dir_flags), which grant
+//! everything and let the leaves decide), 2 MiB and 1 GiB pages stay large
+//! and aligned, and every VA (skipped ranges included) is canonical. A PAE
+//! root gets a page of its own (its 32 bytes at the start), below 4 GiB.
+//!
 //! [`verify`] checks a result independently of all this machinery. What is
 //! kept, dropped or changed is a [`Policy`].
 
@@ -73,7 +84,9 @@ pub struct Stats {
     /// Mappings of frames outside memory dropped by the policy.
     pub device_pages_dropped: u64,
     /// Large pages lying partly inside memory, split so that their
-    /// in-memory part is copied and the rest kept in place.
+    /// in-memory part is copied and the rest kept in place (a 1 GiB page
+    /// counts once, and once more for each of its 2 MiB pieces that is
+    /// itself partly inside memory).
     pub large_pages_split: u64,
     /// Page tables written (roots included).
     pub tables_written: u64,

@@ -9,16 +9,23 @@
 //!
 //! - every kept 4 KiB page is mapped, every skipped or dropped one is not,
 //!   and nothing else is;
-//! - effective access (RW and US along the path, copy-on-write marks) is
-//!   what the policy asks for;
+//! - effective access (RW, US and NX along the path, copy-on-write marks)
+//!   is what the policy asks for, and so is the access of the path from
+//!   every level down (what a space sharing a table at that level sees
+//!   through it, its own entries above aside);
+//! - page sizes: large pages (4 MiB, 2 MiB, 1 GiB) stay large unless the
+//!   policy splits them, or a skipped range or the end of memory cuts them
+//!   (then one size at a time);
 //! - frame identity, both ways: a source frame is behind exactly one frame
 //!   after, and two source frames never share one; copied frames have the
 //!   same contents (each distinct pair compared once);
 //! - device frames (outside the original memory) keep their address and
 //!   lie outside the compacted memory;
-//! - sharing: every alias that can stay shared points at the owner's table
-//!   with the same access along our path, or is invalid when the owner kept
-//!   nothing there; every alias after is one before.
+//! - sharing, at every level: every alias that can stay shared points at
+//!   the owner's table with the same access along our path, or is invalid
+//!   when the owner kept nothing there; every alias after is one before.
+//!
+//! Every VA it reports is canonical, in every mode.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
