@@ -1189,3 +1189,46 @@ fn sixteen_x86_64_roots_compact_to_their_data() {
     assert!(report.is_ok(), "{report:#x?}");
     judge(model64::X64, &mem, &roots, &out, &policy).unwrap();
 }
+
+#[test]
+fn a_1gib_page_partly_inside_memory_keeps_its_whole_2mib_pieces() {
+    const MIB2: u64 = 1 << 21;
+    // Memory is 4 MiB + 8 KiB; a 1 GiB page maps PA 0 at VA 1 GiB.
+    let mut img = Img::new();
+    let (root, pdpt) = (img.alloc(), img.alloc());
+    img.put(root, 0, pdpt | DIR);
+    img.put(pdpt, 1, P | RW | US | A | PS);
+    img.buf.resize(IMAGE, 0);
+    for (n, page) in img.buf.chunks_mut(4096).enumerate().skip(3) {
+        page[..8].copy_from_slice(&(n as u64).to_le_bytes());
+    }
+    let (mem, roots) = (img.buf, vec![PhysAddr(root)]);
+    let policy = Policy::default();
+    let out = run(X86_64::default(), &mem, &roots, &policy);
+    let st = out.stats();
+    // Two 2 MiB pieces and two 4 KiB pages copied; the rest of the third
+    // piece (510 pages) and 509 pieces of 2 MiB kept in place.
+    assert_eq!(st.pages_copied, 2 * 512 + 2);
+    assert_eq!(st.device_pages_kept, 510 + 509);
+    assert_eq!(st.large_pages_split, 2);
+    assert_eq!(st.tables_written, 2 + 1 + 1);
+    let m = model64::Mem {
+        base: out.layout.base.0,
+        bytes: &out.image,
+    };
+    let at = |v: u64| model64::translate(model64::X64, m, out.roots()[0].0, v).unwrap();
+    let gib = 1 << 30;
+    assert_eq!(at(gib).size, MIB2);
+    assert_eq!(at(gib + MIB2).size, MIB2);
+    assert_eq!(
+        (at(gib + 2 * MIB2).size, at(gib + 2 * MIB2 + 0x3000).size),
+        (4096, 4096)
+    );
+    let device = at(gib + 3 * MIB2);
+    assert_eq!((device.size, device.pa), (MIB2, 3 * MIB2));
+    // The output lies clear of the device memory it maps in place.
+    assert!(out.layout.base.0 >= 1 << 30, "{:#x}", out.layout.base.0);
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    assert!(report.is_ok(), "{report:#x?}");
+    judge(model64::X64, &mem, &roots, &out, &policy).unwrap();
+}
