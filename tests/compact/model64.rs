@@ -537,7 +537,11 @@ pub fn faithful(
                 }
             }
             (None, None) => {}
-            _ => return Err(format!("alias {a:x?}: not shared after ({owners:x?}, {ours:x?})")),
+            _ => {
+                return Err(format!(
+                    "alias {a:x?}: not shared after ({owners:x?}, {ours:x?})"
+                ));
+            }
         }
     }
     Ok(())
