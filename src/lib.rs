@@ -31,9 +31,13 @@
 //! - **Resolution** ([`resolve`]) looks the owner's entry up in the memory
 //!   the consumer works with: a present table entry is what our entry
 //!   means; anything else means our entry is invalid.
-//! - **Access:** RW and US are the AND of every level's bits; when
-//!   following an alias the path is ours (our directory entry over the
-//!   owner's table).
+//! - **Access:** RW and US are the AND of every level's bits, NX their OR
+//!   ([`Access`]); when following an alias the path is ours (our directory
+//!   entry over the owner's table).
+//! - **Modes:** [`I686`], [`Pae`] and [`X86_64`] (4- and 5-level), options
+//!   on the mode value; VAs are reported canonical; an entry with reserved
+//!   bits translates nothing and is a [`Fault`]. Levels count from the leaf
+//!   table (1) up.
 //! - **Faults:** a table outside memory is a [`Fault`] event, and the walk
 //!   goes on; leaf frames are never read. Nothing panics; the descent
 //!   depth is fixed by the paging mode.
@@ -60,6 +64,30 @@
 //!
 //! let followed = Walk::new(&mem[..], &roots)?.follow_aliases().leaves().count();
 //! assert_eq!(followed, 2); // both spaces map 0xC000_0000
+//! # Ok::<(), ptwalk::WalkError>(())
+//! ```
+//!
+//! The same in 4-level x86-64 paging, where Linux shares the kernel half
+//! at the top level (PML4 entry 256 and up) and VAs are canonical:
+//!
+//! ```
+//! use ptwalk::{OwnerIndex, OwnerSlot, PhysAddr, Walk, WalkEvent, X86_64};
+//!
+//! let mut mem = vec![0u8; 0x6000];
+//! let mut put = |pa: usize, v: u64| mem[pa..pa + 8].copy_from_slice(&v.to_le_bytes());
+//! put(0x1000 + 256 * 8, 0x3003); // both PML4s: entry 256 -> PDPT 0x3000
+//! put(0x2000 + 256 * 8, 0x3003);
+//! put(0x3000, 0x4003); // PDPT -> PD 0x4000
+//! put(0x4000, 0x8000_0000_0020_0083); // a 2 MiB page, NX
+//! let roots = [PhysAddr(0x1000), PhysAddr(0x2000)];
+//! let mut slots = [OwnerSlot::EMPTY; 32];
+//! let events: Vec<WalkEvent> = Walk::new_in(X86_64::default(), &mem[..], &roots)?
+//!     .with_owners(OwnerIndex::new(&mut slots[..]))
+//!     .references()
+//!     .collect();
+//! let WalkEvent::Leaf(l) = events[0] else { panic!() };
+//! assert_eq!((l.va.0, l.size(), l.access.executable()), (0xffff_8000_0000_0000, 1 << 21, false));
+//! assert!(matches!(events[1], WalkEvent::Aliasing(a) if a.level.0 == 4 && a.owner.0 == 0));
 //! # Ok::<(), ptwalk::WalkError>(())
 //! ```
 //!

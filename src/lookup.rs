@@ -6,7 +6,8 @@
 
 use crate::addr::{Level, PhysAddr};
 use crate::error::FaultReason;
-use crate::mem::PhysMem;
+use crate::error::MemError;
+use crate::mem::{PhysMem, Table};
 use crate::mode::{Access, Entry, PagingMode, step};
 
 /// Where a [`lookup`] stopped.
@@ -46,11 +47,29 @@ pub(crate) fn lookup<P: PagingMode, M: PhysMem + ?Sized>(
     va: u64,
     stop: Level,
 ) -> Found {
+    let first = mem.table(root, P::table_bytes(mode.root_level()));
+    lookup_from(mode, mem, (root, first), va, stop)
+}
+
+/// [`lookup`] with the root table already fetched (or not): a caller
+/// translating many VAs in one space fetches it before anything that
+/// depends on the VA, so that the compiler can hoist it out of the
+/// caller's loop (measured on the v2p benchmark: 28.8 instructions per
+/// translation when fetched inside, 17.8 when fetched first).
+#[inline(always)]
+pub(crate) fn lookup_from<'m, P: PagingMode, M: PhysMem + ?Sized>(
+    mode: P,
+    mem: &'m M,
+    (root, first): (PhysAddr, Result<Table<'m>, MemError>),
+    va: u64,
+    stop: Level,
+) -> Found {
     let mut table = root;
     let mut level = mode.root_level();
     let mut access = Access::ALL;
+    let mut t = first;
     loop {
-        let t = match mem.table(table, P::table_bytes(level)) {
+        let here = match t {
             Ok(t) => t,
             Err(e) => {
                 return Found::Fault {
@@ -60,12 +79,13 @@ pub(crate) fn lookup<P: PagingMode, M: PhysMem + ?Sized>(
                 };
             }
         };
-        let s = step(mode, t.load::<P>(P::index(va, level)), level, access);
+        let s = step(mode, here.load::<P>(P::index(va, level)), level, access);
         match s.entry {
             Entry::Table(next) if level > stop && level.0 > 1 => {
                 table = next;
                 access = s.access;
                 level = Level(level.0 - 1);
+                t = mem.table(table, P::table_bytes(level));
             }
             entry => {
                 return Found::Entry {

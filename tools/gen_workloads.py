@@ -14,6 +14,10 @@ at a time from 0x1000 upward in the order they are first needed, and leaf
 frames lie at 1 GiB and above, past the end of the image (a walk never
 reads them).
 
+These are the i686 workloads only. The PAE and x86-64 workloads of
+docs/BENCHMARKS.md are built in Rust only (tests/common/mod.rs), and
+tests/workloads.rs counts them with a model of its own instead.
+
 usage: tools/gen_workloads.py OUTDIR
 """
 

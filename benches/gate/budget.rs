@@ -94,19 +94,21 @@ pub struct Report {
     pub failures: Vec<String>,
 }
 
-/// Judges `measured` (`function.id` → total instructions) against `budgets`.
+/// Judges `measured` (`function.id` → total instructions) against `budgets`:
+/// a budget exceeded, a row not measured and a benchmark without a row all
+/// fail.
 pub fn check(budgets: &[Budget], measured: &[(String, u64)]) -> Report {
     let mut table = String::new();
     let mut failures = Vec::new();
     let _ = writeln!(
         table,
-        "{:<32} {:>12} {:>9} {:<12} {:>8} {:>7} {:>6}  verdict",
+        "{:<36} {:>12} {:>9} {:<12} {:>8} {:>7} {:>6}  verdict",
         "benchmark", "instructions", "units", "unit", "per unit", "budget", "goal"
     );
     for b in budgets {
         let Some(&(_, total)) = measured.iter().find(|(n, _)| *n == b.bench) else {
             failures.push(format!("{}: not measured", b.bench));
-            let _ = writeln!(table, "{:<32} {:>12}", b.bench, "missing");
+            let _ = writeln!(table, "{:<36} {:>12}", b.bench, "missing");
             continue;
         };
         let per = total as f64 / b.units as f64;
@@ -126,9 +128,16 @@ pub fn check(budgets: &[Budget], measured: &[(String, u64)]) -> Report {
         let (budget, goal) = (show(b.budget), show(b.goal));
         let _ = writeln!(
             table,
-            "{:<32} {:>12} {:>9} {:<12} {:>8.2} {:>7} {:>6}  {verdict}",
+            "{:<36} {:>12} {:>9} {:<12} {:>8.2} {:>7} {:>6}  {verdict}",
             b.bench, total, b.units, b.unit, per, budget, goal
         );
+    }
+    // A benchmark without a row would go unjudged: that is a failure too.
+    for (name, total) in measured {
+        if !budgets.iter().any(|b| b.bench == *name) {
+            failures.push(format!("{name}: measured but not in budgets.txt"));
+            let _ = writeln!(table, "{name:<36} {total:>12} {:>9}", "no row");
+        }
     }
     Report { table, failures }
 }

@@ -17,7 +17,9 @@ use crate::mode::{Access, Entry, PagingMode};
 /// reach it without indexing the stack: `rest` is the part of the table
 /// still to scan (whole entries, ending at the range's end), `va` the VA
 /// of its first entry (canonical: a page table never spans the
-/// non-canonical hole). A page table of live memory is scanned from `live`
+/// non-canonical hole). VAs advance with wrapping adds: past the last page
+/// of the x86-64 upper half the next VA is 2^64, and nothing is left to
+/// report there. A page table of live memory is scanned from `live`
 /// instead (then `rest` is empty), so the frozen path stays a plain slice.
 #[derive(Clone, Copy)]
 pub(super) struct PtScan<'a> {
@@ -46,7 +48,7 @@ pub(super) fn skip_absent<P: PagingMode>(rest: &mut &[u8], va: &mut u64) {
             return;
         }
         *rest = tail;
-        *va += ((BLOCK / P::ENTRY_BYTES) as u64) << P::PAGE_SHIFT;
+        *va = va.wrapping_add(((BLOCK / P::ENTRY_BYTES) as u64) << P::PAGE_SHIFT);
     }
 }
 
@@ -58,7 +60,7 @@ fn skip_absent_in<P: PagingMode, E: Entries>(rest: &mut E, va: &mut u64) {
             return;
         }
         *rest = tail;
-        *va += ((BLOCK / P::ENTRY_BYTES) as u64) << P::PAGE_SHIFT;
+        *va = va.wrapping_add(((BLOCK / P::ENTRY_BYTES) as u64) << P::PAGE_SHIFT);
     }
 }
 
@@ -116,7 +118,7 @@ pub(super) fn next_leaf<P: PagingMode, E: Entries>(
     while let Some((raw, tail)) = r.split_entry::<P>() {
         let this = v;
         r = tail;
-        v += 1 << P::PAGE_SHIFT;
+        v = v.wrapping_add(1 << P::PAGE_SHIFT);
         if let Some(event) = pte_event(mode, space, this, raw, access) {
             *rest = r;
             *va = v;
@@ -219,27 +221,43 @@ pub(super) fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
             (true, true) => {
                 for k in 0..BLOCK / e {
                     let raw = P::load(block, k);
-                    let event = present_pte(mode, space, va + k as u64 * page, raw, pt.access);
+                    let event = present_pte(
+                        mode,
+                        space,
+                        va.wrapping_add(k as u64 * page),
+                        raw,
+                        pt.access,
+                    );
                     acc = g(acc, event);
                 }
             }
             (true, false) => {
                 for k in 0..BLOCK / e {
                     let raw = P::load(block, k);
-                    if let Some(event) =
-                        pte_event(mode, space, va + k as u64 * page, raw, pt.access)
-                    {
+                    if let Some(event) = pte_event(
+                        mode,
+                        space,
+                        va.wrapping_add(k as u64 * page),
+                        raw,
+                        pt.access,
+                    ) {
                         acc = g(acc, event);
                     }
                 }
             }
         }
         rest = tail;
-        va += (BLOCK / e) as u64 * page;
+        va = va.wrapping_add((BLOCK / e) as u64 * page);
     }
     for k in 0..rest.len() / e {
         let raw = P::load(rest, k);
-        if let Some(event) = pte_event(mode, space, va + k as u64 * page, raw, pt.access) {
+        if let Some(event) = pte_event(
+            mode,
+            space,
+            va.wrapping_add(k as u64 * page),
+            raw,
+            pt.access,
+        ) {
             acc = g(acc, event);
         }
     }
@@ -267,25 +285,28 @@ fn scan_entries<P: PagingMode, E: Entries, B, G: FnMut(B, WalkEvent) -> B>(
             (true, true) => {
                 for k in 0..BLOCK / e {
                     let raw = P::load(block, k);
-                    let event = present_pte(mode, space, va + k as u64 * page, raw, access);
+                    let event =
+                        present_pte(mode, space, va.wrapping_add(k as u64 * page), raw, access);
                     acc = g(acc, event);
                 }
             }
             (true, false) => {
                 for k in 0..BLOCK / e {
                     let raw = P::load(block, k);
-                    if let Some(event) = pte_event(mode, space, va + k as u64 * page, raw, access) {
+                    if let Some(event) =
+                        pte_event(mode, space, va.wrapping_add(k as u64 * page), raw, access)
+                    {
                         acc = g(acc, event);
                     }
                 }
             }
         }
         rest = tail;
-        va += (BLOCK / e) as u64 * page;
+        va = va.wrapping_add((BLOCK / e) as u64 * page);
     }
     for k in 0..rest.len() / e {
         let raw = rest.entry::<P>(k);
-        if let Some(event) = pte_event(mode, space, va + k as u64 * page, raw, access) {
+        if let Some(event) = pte_event(mode, space, va.wrapping_add(k as u64 * page), raw, access) {
             acc = g(acc, event);
         }
     }
