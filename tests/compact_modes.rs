@@ -64,11 +64,11 @@ impl Kind {
         match self {
             // A PAE root at offset 32 * j of its page holds entries
             // 4j..4j+3 of it.
-            Kind::Pae => &[0, 1, 2, 3, 4, 5, 6, 7, 510],
+            Kind::Pae => &[0, 1, 2, 3, 4, 5, 6, 7, 511],
             // 255 and 256: the last of the lower half, the first of the
-            // upper (canonical 0xffff_8000_...) at the top level. Never
-            // 511: see `index`.
-            _ => &[0, 1, 255, 256, 510],
+            // upper (canonical 0xffff_8000_...) at the top level; 511 at
+            // every level reaches the last page of the address space.
+            _ => &[0, 1, 255, 256, 511],
         }
     }
 }
@@ -172,9 +172,7 @@ fn index(g: &mut Gen, kind: Kind) -> u16 {
     if u8::arbitrary(g) % 3 != 0 {
         *g.choose(kind.hot()).unwrap()
     } else {
-        // Not 511: the walk overflows on the last page of the address
-        // space (/work notes: BUGS-compact.md), so no entry maps it.
-        u16::arbitrary(g) % 511
+        u16::arbitrary(g) % 512
     }
 }
 
@@ -1266,4 +1264,35 @@ fn compacting_twice_is_a_fixed_point_in_every_mode() {
             }
         }
     }
+}
+
+#[test]
+fn the_last_gib_of_the_address_space_compacts_and_splits() {
+    // Entry 511 at every level: a 1 GiB device page at
+    // 0xffff_ffff_c000_0000, whose very last 4 KiB page is skipped.
+    let mut img = Img::new();
+    let (root, pdpt) = (img.alloc(), img.alloc());
+    img.put(root, 511, pdpt | DIR);
+    img.put(pdpt, 511, GIG_DEVICE | P | RW | A | PS);
+    let (mem, roots) = (img.buf, vec![PhysAddr(root)]);
+    let last = 0xffff_ffff_ffff_f000;
+    let policy = Policy {
+        skip: vec![last..u64::MAX],
+        ..Policy::default()
+    };
+    let out = run(X86_64::default(), &mem, &roots, &policy);
+    let st = out.stats();
+    assert_eq!((st.pages_skipped, st.device_pages_kept), (1, 511 + 511));
+    let m = model64::Mem {
+        base: out.layout.base.0,
+        bytes: &out.image,
+    };
+    let at = |v: u64| model64::translate(model64::X64, m, out.roots()[0].0, v);
+    assert!(at(last).is_none());
+    assert_eq!(at(last - 4096).unwrap().size, 4096);
+    assert_eq!(at(0xffff_ffff_c000_0000).unwrap().size, 1 << 21);
+    let report = check(X86_64::default(), &mem, &roots, &out, &policy);
+    assert!(report.is_ok(), "{report:#x?}");
+    assert_eq!(report.pages_checked, (1 << 18) - 1);
+    judge(model64::X64, &mem, &roots, &out, &policy).unwrap();
 }
