@@ -1,8 +1,9 @@
 //! Snapshot compaction in PAE, 4-level and 5-level x86-64: round trips over
 //! random multi-root images with sharing at several levels, large pages of
 //! each size, NX mixes and device memory, judged both by `verify` and by
-//! an independent model (tests/compact/model64.rs); the named cases of the
-//! every-mode issue; and damage `verify` must catch.
+//! an independent model (tests/compact/model64.rs); compacting twice; the
+//! named cases of the every-mode issue; damage `verify` must catch; and the
+//! real PAE, PTI and LA57 guest extracts of tests/fixtures/guests.
 #![cfg(feature = "alloc")]
 #![allow(clippy::single_range_in_vec_init)]
 
