@@ -67,8 +67,38 @@ pub(crate) struct Drive {
 }
 
 impl<M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Source<'_, '_, M, C, P> {
-    /// The pieces of one leaf of `size_log2` bytes at `va` mapping `src`
-    /// from a table at `level` with raw entry `entry`.
+    /// How much of the `size` bytes of frames at `src` lie in the
+    /// contents memory: `(all of them, some but not all)`. Frame by frame:
+    /// a page spanning two regions of memory (two dump segments that
+    /// touch) is still wholly in memory.
+    fn coverage(&self, src: u64, size: u64) -> (bool, bool) {
+        let in_memory = |pa: u64, len: u64| {
+            usize::try_from(len).is_ok_and(|len| self.contents.lend(PhysAddr(pa), len).is_ok())
+        };
+        if in_memory(src, size) {
+            return (true, false);
+        }
+        let page = 1u64 << P::PAGE_SHIFT;
+        if size == page {
+            return (false, false);
+        }
+        let inside = (0..size)
+            .step_by(page as usize)
+            .filter(|off| in_memory(src + off, page))
+            .count() as u64;
+        let frames = size >> P::PAGE_SHIFT;
+        (inside == frames, inside > 0 && inside < frames)
+    }
+
+    /// The pieces of one leaf at `va` mapping `src` from a table at
+    /// `level` with raw entry `entry`.
+    ///
+    /// A large page stays one page unless the policy splits it: then
+    /// [`Policy::split_large`] maps it as 4 KiB pages, while a page that a
+    /// skipped range cuts, or that lies partly inside memory, is split one
+    /// page size at a time (a 1 GiB page into 2 MiB pages, and only the
+    /// 2 MiB pieces still cut into 4 KiB pages), so every piece that can
+    /// stay large does.
     fn pieces(
         &self,
         va: u64,
@@ -83,20 +113,7 @@ impl<M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Source<'_, '_, M, 
         }
         let large = level.0 > 1;
         let flags = P::flags(entry, large);
-        // In memory frame by frame: a page spanning two regions of memory
-        // (two dump segments that touch) is still wholly in memory.
-        let (whole, partial) = if self.contents.lend(PhysAddr(src), size as usize).is_ok() {
-            (true, false)
-        } else if large {
-            let inside = (0..size)
-                .step_by(1 << P::PAGE_SHIFT)
-                .filter(|off| self.contents.lend(PhysAddr(src + off), 4096).is_ok())
-                .count() as u64;
-            let frames = size >> P::PAGE_SHIFT;
-            (inside == frames, inside > 0 && inside < frames)
-        } else {
-            (false, false)
-        };
+        let (whole, partial) = self.coverage(src, size);
         // Device memory beyond what a 4 KiB entry can address (PSE-36
         // frames above 4 GiB on i686) cannot be split: unless a skipped
         // range cuts it, it stays one large page.
@@ -112,15 +129,24 @@ impl<M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Source<'_, '_, M, 
             if partial {
                 visit(Piece::Partial)?;
             }
-            let small = P::small_flags(flags);
-            let raw = self.mode.page_entry(PhysAddr(0), Level::PT, small).ok_or(
-                WriteError::Unencodable {
-                    pa: PhysAddr(0),
-                    level: Level::PT,
-                },
-            )?;
-            for off in (0..size).step_by(1 << P::PAGE_SHIFT) {
-                self.pieces(va + off, src + off, Level::PT, raw, visit)?;
+            // One page size down (to 4 KiB at once when the policy splits
+            // every large page, or when the mode has no page size between).
+            let (below, raw) = match Level(level.0 - 1) {
+                below if below.0 > 1 && !self.policy.split_large => {
+                    (below, self.mode.page_entry(PhysAddr(0), below, flags))
+                }
+                _ => (
+                    Level::PT,
+                    self.mode
+                        .page_entry(PhysAddr(0), Level::PT, P::small_flags(flags)),
+                ),
+            };
+            let raw = raw.ok_or(WriteError::Unencodable {
+                pa: PhysAddr(0),
+                level: below,
+            })?;
+            for off in (0..size).step_by(1 << P::shift(below)) {
+                self.pieces(va + off, src + off, below, raw, visit)?;
             }
             return Ok(());
         }
@@ -305,7 +331,8 @@ impl<'a, M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Build<'_, 'a, 
     ) -> impl FnMut(Level) -> u64 + use<'a, M, C, P> {
         let (mode, mem, root) = (self.src.mode, self.src.mem, self.src.roots[space.index()]);
         move |level| {
-            source_entry(mode, mem, root, va, level).map_or(0x7, |raw| P::flags(raw, false))
+            source_entry(mode, mem, root, va, level)
+                .map_or(mode.default_dir_flags(level), |raw| P::flags(raw, false))
         }
     }
 

@@ -27,6 +27,17 @@
 //!   data is streamed from the source ([`Layout::chunks`]) or gathered in
 //!   memory ([`Layout::materialize`], [`Compactor::run`]).
 //!
+//! Every paging mode works alike ([`Compactor::new_in`]): in PAE and x86-64
+//! sharing is re-linked at every level (a PDPT shared by 25 roots is one
+//! PDPT shared by 25 after, a page table reached 512 times from one page
+//! directory is one page table after), each re-linked or created directory
+//! entry keeps the source entry's RW, US and NX (where the source has no
+//! entry, e.g. above the pieces of a split page, the mode's
+//! [`default_dir_flags`](crate::PagingMode::default_dir_flags), which grant
+//! everything and let the leaves decide), 2 MiB and 1 GiB pages stay large
+//! and aligned, and every VA (skipped ranges included) is canonical. A PAE
+//! root gets a page of its own (its 32 bytes at the start), below 4 GiB.
+//!
 //! [`verify`] checks a result independently of all this machinery. What is
 //! kept, dropped or changed is a [`Policy`].
 
@@ -73,7 +84,9 @@ pub struct Stats {
     /// Mappings of frames outside memory dropped by the policy.
     pub device_pages_dropped: u64,
     /// Large pages lying partly inside memory, split so that their
-    /// in-memory part is copied and the rest kept in place.
+    /// in-memory part is copied and the rest kept in place (a 1 GiB page
+    /// counts once, and once more for each of its 2 MiB pieces that is
+    /// itself partly inside memory).
     pub large_pages_split: u64,
     /// Page tables written (roots included).
     pub tables_written: u64,
@@ -123,6 +136,12 @@ pub enum CompactError {
         /// Bytes needed.
         len: u64,
     },
+    /// A new root would lie above 4 GiB, where CR3 cannot point in a
+    /// 32-bit paging mode (i686, PAE).
+    RootAbove4G {
+        /// The root.
+        root: PhysAddr,
+    },
 }
 
 impl fmt::Display for CompactError {
@@ -140,6 +159,11 @@ impl fmt::Display for CompactError {
                 f,
                 "no room for the output ({len:#x} bytes, tables included) below 2^64 at the \
                  base asked for, or clear of the device memory the snapshot maps in place"
+            ),
+            CompactError::RootAbove4G { root } => write!(
+                f,
+                "a new root would lie at {root}, above 4 GiB, where CR3 cannot point in this \
+                 paging mode; choose a lower output base"
             ),
         }
     }
@@ -289,6 +313,8 @@ impl<'a, M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Compactor<'a, 
     ///
     /// [`CompactError::Write`] if a rebuilt entry cannot be encoded (e.g.
     /// the output would place a table above 4 GiB on i686),
+    /// [`CompactError::RootAbove4G`] if a new root would lie above 4 GiB in
+    /// a 32-bit mode,
     /// [`CompactError::DeviceOverlap`] if the base asked for would cover
     /// device memory, [`CompactError::NoRoom`] if no base is clear of it.
     pub fn plan(self) -> Result<Layout, CompactError> {
@@ -372,6 +398,13 @@ impl<'a, M: PhysMem + ?Sized, C: PhysMem + ?Sized, P: PagingMode> Compactor<'a, 
                 placement.shift(moved - base);
                 base = moved;
                 continue;
+            }
+            // In the 32-bit modes CR3 holds 32 bits: a root above 4 GiB
+            // could not be loaded.
+            if self.mode.va_bits() <= 32 {
+                if let Some(&root) = roots.iter().find(|r| r.0 >> 32 != 0) {
+                    return Err(CompactError::RootAbove4G { root });
+                }
             }
             let mut extents = placement.extents;
             extents.sort_unstable_by_key(|e| e.dst.0);

@@ -9,12 +9,20 @@ use crate::mode::{COW_BIT, RW};
 /// What compaction keeps, drops and changes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
-    /// VA ranges (half-open, in every space) left out of the snapshot.
+    /// VA ranges (half-open, in every space) left out of the snapshot,
+    /// as canonical VAs (x86-64's upper half is `0xffff_8000_0000_0000`
+    /// and up, as the walk reports it); a range may span the
+    /// non-canonical hole, which maps nothing anyway.
     pub skip: Vec<Range<u64>>,
     /// Turn writable pages copy-on-write: clear RW, set bit 9.
     pub cow: bool,
-    /// Map large pages as 4 KiB pages (otherwise they stay large, their
-    /// copies aligned to their size).
+    /// Map large pages (4 MiB, 2 MiB, 1 GiB) as 4 KiB pages, whatever
+    /// their size: a 1 GiB page becomes 262,144 4 KiB pages under 512 page
+    /// tables, not 2 MiB pages. Otherwise large pages stay large, their
+    /// copies aligned to their size, except where a skipped range cuts one
+    /// or it lies partly inside memory: then it is split one page size at
+    /// a time (a 1 GiB page into 2 MiB pages, and only the cut 2 MiB
+    /// pieces into 4 KiB pages).
     pub split_large: bool,
     /// Drop pages whose frames lie outside memory (device memory such as a
     /// local APIC); by default they are kept at their original address.
@@ -80,7 +88,9 @@ impl Policy {
         a.va == a.owner_va || !self.skips_any(a.va.0, a.len())
     }
 
-    /// Whether a leaf at `va` of `size` bytes is split into 4 KiB pages.
+    /// Whether a leaf at `va` of `size` bytes is split (into 4 KiB pages
+    /// with [`split_large`](Self::split_large), otherwise into the next
+    /// smaller page size).
     #[must_use]
     pub fn splits(&self, va: u64, size: u64) -> bool {
         size > 4096 && (self.split_large || self.skips_any(va, size))

@@ -9,16 +9,23 @@
 //!
 //! - every kept 4 KiB page is mapped, every skipped or dropped one is not,
 //!   and nothing else is;
-//! - effective access (RW and US along the path, copy-on-write marks) is
-//!   what the policy asks for;
+//! - effective access (RW, US and NX along the path, copy-on-write marks)
+//!   is what the policy asks for, and so is the access of the path from
+//!   every level down (what a space sharing a table at that level sees
+//!   through it, its own entries above aside);
+//! - page sizes: large pages (4 MiB, 2 MiB, 1 GiB) stay large unless the
+//!   policy splits them, or a skipped range or the end of memory cuts them
+//!   (then one size at a time);
 //! - frame identity, both ways: a source frame is behind exactly one frame
 //!   after, and two source frames never share one; copied frames have the
 //!   same contents (each distinct pair compared once);
 //! - device frames (outside the original memory) keep their address and
 //!   lie outside the compacted memory;
-//! - sharing: every alias that can stay shared points at the owner's table
-//!   with the same access along our path, or is invalid when the owner kept
-//!   nothing there; every alias after is one before.
+//! - sharing, at every level: every alias that can stay shared points at
+//!   the owner's table with the same access along our path, or is invalid
+//!   when the owner kept nothing there; every alias after is one before.
+//!
+//! Every VA it reports is canonical, in every mode.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -66,6 +73,21 @@ pub enum Mismatch {
         expected: (Access, bool),
         /// What the compacted snapshot has.
         got: (Access, bool),
+    },
+    /// The effective access is the same, but not the access the entries
+    /// below some level grant: a space reaching that table through a
+    /// shared entry would see another access than before.
+    PathAccess {
+        /// The space.
+        space: SpaceId,
+        /// The page's VA.
+        va: VirtAddr,
+        /// The lowest level whose table's subtree grants another access.
+        level: Level,
+        /// The access the entries from that level down must grant.
+        expected: Access,
+        /// What they grant.
+        got: Access,
     },
     /// The compacted snapshot has another number of roots than the original.
     Roots {
@@ -152,6 +174,17 @@ impl fmt::Display for Mismatch {
                 expected.0,
                 cow(expected.1)
             ),
+            Mismatch::PathAccess {
+                space,
+                va,
+                level,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{space}: {va} is granted {got} instead of {expected} by its entries from level \
+                 {level} down (a space sharing that table would see another access)"
+            ),
             Mismatch::Roots {
                 original,
                 compacted,
@@ -229,14 +262,54 @@ struct Rec {
     va: u64,
     pa: u64,
     size_log2: u32,
+    /// Level of the table holding the leaf entry.
+    level: Level,
     /// Along the whole path.
     access: Access,
+    /// The access of the path's entries from each level down
+    /// ([`Levels`]): what a space sharing a table at that level sees of
+    /// this page, its own path above aside.
+    below: Levels,
     cow: bool,
     /// The leaf entry's own RW bit (what copy-on-write reads).
     rw: bool,
     /// The page size (log2) the compacted snapshot must map it with; 0
     /// when any size will do (set on the expected side only).
     expect_log2: u32,
+}
+
+/// One [`Access`] per level (1..=5), three bits each: level `l` at bits
+/// `3 * (l - 1)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Levels(u16);
+
+impl Levels {
+    fn get(self, level: u8) -> Access {
+        Access::from_bits((self.0 >> (3 * (u32::from(level) - 1))) as u8)
+    }
+
+    fn with(self, level: u8, access: Access) -> Levels {
+        let at = 3 * (u32::from(level) - 1);
+        Levels((self.0 & !(7 << at)) | (u16::from(access.bits()) << at))
+    }
+
+    /// From the entries' own accesses (`own`, levels `leaf..=levels`; a
+    /// large page's entry stands for the levels below it too) to the access
+    /// of the path from each level down: the AND of levels `1..=l`.
+    fn below(own: Levels, leaf: u8, levels: u8) -> Levels {
+        let mut acc = Access::ALL;
+        let mut out = Levels::default();
+        for l in 1..=levels {
+            acc = acc & own.get(l.max(leaf));
+            out = out.with(l, acc);
+        }
+        out
+    }
+
+    /// Writes taken away at every level (a copy-on-write leaf).
+    fn read_only(self) -> Levels {
+        Levels(self.0 & !0b001_001_001_001_001)
+    }
 }
 
 /// An entry reaching a table another (space, VA) reached first.
@@ -246,8 +319,13 @@ struct Alias {
     va: u64,
     level: Level,
     size_log2: u32,
+    /// Our VA's position in the translated space (`va` without its
+    /// canonical sign extension).
+    linear: u64,
     /// Along our path, our entry included.
     access: Access,
+    /// The own access of each entry on our path, ours included.
+    own: Levels,
     /// The table it reaches.
     table: u64,
     owner: u32,
@@ -274,8 +352,17 @@ struct Descent<'a, P, M: ?Sized> {
 
 impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
     /// Records the entries of `table` (at `level`, mapping from linear VA
-    /// `va0`) under a path granting `access`; VAs recorded canonical.
-    fn table(&mut self, space: u32, table: u64, level: Level, va0: u64, access: Access) {
+    /// `va0`) under a path granting `access` whose entries grant `own`
+    /// each; VAs recorded canonical.
+    fn table(
+        &mut self,
+        space: u32,
+        table: u64,
+        level: Level,
+        va0: u64,
+        access: Access,
+        own: Levels,
+    ) {
         let Ok(bytes) = self.mem.lend(PhysAddr(table), P::table_bytes(level)) else {
             return;
         };
@@ -285,6 +372,7 @@ impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
             let va = self.mode.canonical(linear);
             let s = step(self.mode, raw, level, access);
             let here = s.access;
+            let own = own.with(level.0, self.mode.access(raw, level));
             match s.entry {
                 // Reserved bits: the hardware translates nothing.
                 Entry::Absent | Entry::Reserved(_) => {}
@@ -293,7 +381,9 @@ impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
                     va,
                     pa: pa.0,
                     size_log2: P::shift(level),
+                    level,
                     access: here,
+                    below: Levels::below(own, level.0, self.mode.levels()),
                     cow: raw & COW_BIT != 0,
                     rw: self.mode.access(raw, level).writable(),
                     expect_log2: 0,
@@ -311,7 +401,9 @@ impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
                                 va,
                                 level,
                                 size_log2: P::shift(level),
+                                linear,
                                 access: here,
+                                own,
                                 table: t.0,
                                 owner,
                                 owner_va,
@@ -320,7 +412,7 @@ impl<P: PagingMode, M: PhysMem + ?Sized> Descent<'_, P, M> {
                         }
                         owners.insert((t.0, below.0), (space, va));
                     }
-                    self.table(space, t.0, below, linear, here);
+                    self.table(space, t.0, below, linear, here, own);
                 }
             }
         }
@@ -342,6 +434,7 @@ fn tree<P: PagingMode, M: PhysMem + ?Sized>(mode: P, mem: &M, roots: &[PhysAddr]
             mode.root_level(),
             0,
             Access::ALL,
+            Levels::default(),
         );
     }
     d.out
@@ -421,35 +514,69 @@ impl Rules {
 
     /// A 4 KiB page is left out when skipped ranges cover all of it.
     fn skipped(&self, va: u64) -> bool {
-        self.skip_at(va)
-            .is_some_and(|(_, e)| e >= va.saturating_add(4096))
+        self.covers(va, 4096)
     }
 
-    /// The page size (log2) the compacted snapshot must map the leaf `r`
-    /// with, 0 for any: large pages stay large unless the policy splits
-    /// them (then either: device memory no 4 KiB entry can address stays
-    /// large), a skipped range cuts them, or they lie partly in memory.
-    fn page_size<M: PhysMem + ?Sized>(&self, mem: &M, r: &Rec) -> u32 {
+    /// Whether skipped ranges cover all of `[va, va + len)`.
+    fn covers(&self, va: u64, len: u64) -> bool {
+        self.skip_at(va)
+            .is_some_and(|(_, e)| e >= va.saturating_add(len))
+    }
+
+    /// The leaf `r` (expected in the compacted snapshot) cut into the
+    /// pieces the compacted snapshot must map, each with the page size
+    /// (log2) it must have, 0 for any: large pages stay large, unless the
+    /// policy splits them all (then any size will do: device memory no
+    /// 4 KiB entry can address stays large), or a skipped range cuts them,
+    /// or they lie partly inside memory: then they are cut one level down
+    /// (a 1 GiB page into 2 MiB pages) and each piece judged again.
+    fn expect<P: PagingMode, M: PhysMem + ?Sized>(&self, mem: &M, r: Rec, out: &mut Vec<Rec>) {
         let size = 1u64 << r.size_log2;
         if size == 4096 {
-            return 12;
+            out.push(Rec {
+                expect_log2: 12,
+                ..r
+            });
+            return;
         }
-        if self.split_large {
-            return 0;
+        if self.split_large || self.covers(r.va, size) {
+            out.push(Rec {
+                expect_log2: 0,
+                ..r
+            });
+            return;
         }
         let i = self.skip.partition_point(|&(_, e)| e <= r.va);
         let cut = self
             .skip
             .get(i)
             .is_some_and(|&(s, _)| s < r.va.saturating_add(size));
-        let inside = (0..size)
-            .step_by(4096)
-            .filter(|off| mem.lend(PhysAddr(r.pa + off), 4096).is_ok())
-            .count() as u64;
-        if cut || (inside > 0 && inside < size / 4096) {
-            12
-        } else {
-            r.size_log2
+        let whole = usize::try_from(size).is_ok_and(|n| mem.lend(PhysAddr(r.pa), n).is_ok());
+        let mixed = !whole && {
+            let inside = (0..size)
+                .step_by(4096)
+                .filter(|off| mem.lend(PhysAddr(r.pa + off), 4096).is_ok())
+                .count() as u64;
+            inside > 0 && inside < size / 4096
+        };
+        if !cut && !mixed {
+            out.push(Rec {
+                expect_log2: r.size_log2,
+                ..r
+            });
+            return;
+        }
+        let level = Level(r.level.0 - 1);
+        let step = 1u64 << P::shift(level);
+        for off in (0..size).step_by(step as usize) {
+            let piece = Rec {
+                va: r.va + off,
+                pa: r.pa + off,
+                size_log2: P::shift(level),
+                level,
+                ..r
+            };
+            self.expect::<P, M>(mem, piece, out);
         }
     }
 
@@ -469,6 +596,7 @@ struct Page {
     va: u64,
     pa: u64,
     access: Access,
+    below: Levels,
     cow: bool,
     rw: bool,
     size_log2: u32,
@@ -482,6 +610,7 @@ fn pages(recs: &[Rec]) -> impl Iterator<Item = Page> + '_ {
             va: r.va + off,
             pa: r.pa + off,
             access: r.access,
+            below: r.below,
             cow: r.cow,
             rw: r.rw,
             size_log2: r.size_log2,
@@ -561,7 +690,7 @@ pub fn verify_with_progress<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Si
 
     // What the compacted snapshot must own: the original's owned leaves,
     // plus the hardware's view of every alias that cannot stay shared.
-    let mut expected = before.leaves;
+    let mut leaves = before.leaves;
     let mut follow = Descent {
         mode,
         mem: original,
@@ -569,12 +698,14 @@ pub fn verify_with_progress<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Si
         out: Tree::default(),
     };
     for a in before.aliases.iter().filter(|a| !rules.stays_shared(a)) {
-        follow.table(a.space, a.table, Level(a.level.0 - 1), a.va, a.access);
+        let below = Level(a.level.0 - 1);
+        follow.table(a.space, a.table, below, a.linear, a.access, a.own);
     }
-    expected.append(&mut follow.out.leaves);
-    expected.sort_by_key(|r| (r.space, r.va));
-    for r in &mut expected {
-        r.expect_log2 = rules.page_size(original, r);
+    leaves.append(&mut follow.out.leaves);
+    leaves.sort_by_key(|r| (r.space, r.va));
+    let mut expected = Vec::with_capacity(leaves.len());
+    for r in leaves {
+        rules.expect::<P, M>(original, r, &mut expected);
     }
 
     let mut pairs: Vec<Pair> = Vec::new();
@@ -606,13 +737,10 @@ pub fn verify_with_progress<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Si
                 got: 1 << have.size_log2,
             });
         }
-        let expect = if rules.cow && want.rw {
-            (
-                Access::from_bits(want.access.bits() & !Access::WRITABLE.bits()),
-                true,
-            )
+        let (expect, below) = if rules.cow && want.rw {
+            ((want.access.read_only(), true), want.below.read_only())
         } else {
-            (want.access, want.cow)
+            ((want.access, want.cow), want.below)
         };
         if expect != (have.access, have.cow) {
             report.push(Mismatch::Access {
@@ -620,6 +748,15 @@ pub fn verify_with_progress<P: PagingMode, M: PhysMem + ?Sized, N: PhysMem + ?Si
                 va,
                 expected: expect,
                 got: (have.access, have.cow),
+            });
+        } else if let Some(level) = (1..=mode.levels()).find(|&l| below.get(l) != have.below.get(l))
+        {
+            report.push(Mismatch::PathAccess {
+                space,
+                va,
+                level: Level(level),
+                expected: below.get(level),
+                got: have.below.get(level),
             });
         }
         if device {
@@ -692,9 +829,14 @@ fn check_frames<M: PhysMem + ?Sized, N: PhysMem + ?Sized>(
     );
 
     let mut frames = 0u64;
+    // Runs ascend by destination; a frame inside an earlier run (a 4 KiB
+    // page inside a large page) is compared once.
+    let mut reach = 0u64;
     for p in pairs.iter() {
         let mut reported = false;
-        for off in (0..p.len).step_by(4096) {
+        let from = reach.saturating_sub(p.dst).min(p.len);
+        reach = reach.max(p.dst + p.len);
+        for off in (from..p.len).step_by(4096) {
             let same = match (
                 original.lend(PhysAddr(p.src + off), 4096),
                 compacted.lend(PhysAddr(p.dst + off), 4096),

@@ -223,8 +223,9 @@ impl<P: PagingMode> TableWriter<P> {
         Ok(table)
     }
 
-    /// Maps the page at `pa` at `va` from a table at `level` (1: 4 KiB; 2
-    /// on i686: 4 MiB), with entry flags `flags`. Missing tables on the way
+    /// Maps the page at `pa` at `va` from a table at `level` (1: 4 KiB; 2:
+    /// 4 MiB on i686, 2 MiB in PAE and x86-64; 3: 1 GiB in x86-64), with
+    /// entry flags `flags`. Missing tables on the way
     /// are created; their directory entries get `dir_flags(level)`.
     ///
     /// # Errors
