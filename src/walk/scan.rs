@@ -4,6 +4,7 @@
 //! both come here.
 
 use core::borrow::Borrow;
+use core::hint::black_box;
 
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::FaultReason;
@@ -298,12 +299,14 @@ pub(super) fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     acc
 }
 
-/// [`scan_pt`] for 8-byte entries: 16 per block (128 bytes), so the block
-/// tests cost what they cost for 16 i686 entries. A block is tested for
-/// any present entry (one OR per entry), then for all present (one AND
-/// per entry) with no reserved bit in any of them (on the OR): such a
-/// block is emitted without testing each entry. In a mixed block only the
-/// present entries are visited (the set bits of a presence mask).
+/// [`scan_pt`] for 8-byte entries: 16 per block (128 bytes). A block is
+/// tested for all present (one AND per entry) with no reserved bit in any
+/// of them (an OR, needed only where the mode reserves PTE bits): such a
+/// block is emitted without testing each entry. Otherwise it is tested for
+/// any present entry (an OR over the block read again: `black_box` keeps
+/// the compiler from holding 16 entries in registers across both tests),
+/// and in a mixed block only the present entries are visited (the set
+/// bits of a presence mask).
 #[inline(always)]
 fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
@@ -315,37 +318,65 @@ fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     const N: usize = WIDE / 8;
     let page = 1u64 << P::PAGE_SHIFT;
     let (mut rest, mut va) = (pt.rest, pt.va);
+    // Whether this mode value reserves any PTE bit at all (x86-64 with
+    // NXE and MAXPHYADDR 52 does not): if not, a dense block needs no OR.
+    let clean = !mode.pte_reserved(u64::MAX);
     while let Some((block, tail)) = rest.split_first_chunk::<WIDE>() {
-        let or = (0..N).fold(0, |a, k| a | word(block, k));
-        if or & P::PRESENT_WORDS != 0 {
-            let and = (0..N).fold(u64::MAX, |a, k| a & word(block, k));
-            if and & P::PRESENT_WORDS != 0 && !mode.pte_reserved(or) {
-                for k in 0..N {
-                    let raw = P::load(block, k);
-                    let va = va.wrapping_add(k as u64 * page);
-                    let leaf = pt_leaf(mode, space, va, P::pte_frame(raw), raw, pt.access);
-                    acc = g(acc, leaf);
-                }
-            } else {
-                let mut present = (0..N).fold(0u32, |m, k| {
-                    m | (((word(block, k) & P::PRESENT_WORDS) as u32) << k)
-                });
-                while present != 0 {
-                    let k = present.trailing_zeros() as usize;
-                    present &= present - 1;
-                    let va = va.wrapping_add(k as u64 * page);
-                    acc = g(acc, present_pte(mode, space, va, word(block, k), pt.access));
-                }
+        let and = (0..N).fold(u64::MAX, |a, k| a & word(block, k));
+        let or = || {
+            let again = black_box(block);
+            (0..N).fold(0, |a, k| a | word(again, k))
+        };
+        if and & PRESENT != 0 && (clean || !mode.pte_reserved(or())) {
+            for k in 0..N {
+                let raw = P::load(block, k);
+                let va = va.wrapping_add(k as u64 * page);
+                let leaf = pt_leaf(mode, space, va, P::pte_frame(raw), raw, pt.access);
+                acc = g(acc, leaf);
             }
+        } else if or() & PRESENT != 0 {
+            acc = mixed_block(mode, space, block, va, pt.access, acc, g);
         }
         rest = tail;
         va = va.wrapping_add(N as u64 * page);
     }
     for k in 0..rest.len() / 8 {
         let raw = P::load(rest, k);
-        if let Some(event) = pte_event(mode, space, va.wrapping_add(k as u64 * page), raw, pt.access) {
+        if let Some(event) = pte_event(
+            mode,
+            space,
+            va.wrapping_add(k as u64 * page),
+            raw,
+            pt.access,
+        ) {
             acc = g(acc, event);
         }
+    }
+    acc
+}
+
+/// The present entries of a block of 8-byte entries that is neither empty
+/// nor wholly present (and clean), visited by the set bits of a presence
+/// mask. Kept out of line: inlined, its loads stay live across the block
+/// tests and the dense path pays for the spills.
+#[inline(never)]
+fn mixed_block<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    block: &[u8; WIDE],
+    va: u64,
+    access: Access,
+    mut acc: B,
+    g: &mut G,
+) -> B {
+    let page = 1u64 << P::PAGE_SHIFT;
+    let mut present =
+        (0..WIDE / 8).fold(0u32, |m, k| m | (((word(block, k) & PRESENT) as u32) << k));
+    while present != 0 {
+        let k = present.trailing_zeros() as usize;
+        present &= present - 1;
+        let va = va.wrapping_add(k as u64 * page);
+        acc = g(acc, present_pte(mode, space, va, word(block, k), access));
     }
     acc
 }
