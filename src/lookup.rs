@@ -64,8 +64,27 @@ pub(crate) fn lookup_from<'m, P: PagingMode, M: PhysMem + ?Sized>(
     va: u64,
     stop: Level,
 ) -> Found {
+    // The root level as a constant, so that the descent unrolls and each
+    // level's decode folds to that level's rules.
+    match mode.levels() {
+        2 => descend::<P, M, 2>(mode, mem, (root, first), va, stop),
+        3 => descend::<P, M, 3>(mode, mem, (root, first), va, stop),
+        4 => descend::<P, M, 4>(mode, mem, (root, first), va, stop),
+        _ => descend::<P, M, 5>(mode, mem, (root, first), va, stop),
+    }
+}
+
+/// [`lookup_from`] with the root at level `TOP`.
+#[inline(always)]
+fn descend<'m, P: PagingMode, M: PhysMem + ?Sized, const TOP: u8>(
+    mode: P,
+    mem: &'m M,
+    (root, first): (PhysAddr, Result<Table<'m>, MemError>),
+    va: u64,
+    stop: Level,
+) -> Found {
     let mut table = root;
-    let mut level = mode.root_level();
+    let mut level = Level(TOP);
     let mut access = Access::ALL;
     let mut t = first;
     loop {
