@@ -85,3 +85,39 @@ pub(super) const fn clamp_phys(bits: u8) -> u8 {
         bits
     }
 }
+
+/// The `PagingMode` methods PAE and x86-64 share word for word (the mode
+/// type has a `reserved: u64` field: the bits its PTEs may not set).
+macro_rules! entry_methods {
+    () => {
+        #[inline]
+        fn pte_frame(raw: u64) -> PhysAddr {
+            PhysAddr(raw & bits64::ADDR)
+        }
+
+        #[inline]
+        fn pte_reserved(self, raw: u64) -> bool {
+            raw & self.reserved != 0
+        }
+
+        #[inline]
+        fn load(table: &[u8], i: usize) -> u64 {
+            bits64::load(table, i)
+        }
+
+        #[inline]
+        fn store(table: &mut [u8], i: usize, raw: u64) {
+            bits64::store(table, i, raw);
+        }
+
+        #[inline]
+        fn flags(raw: u64, large: bool) -> u64 {
+            bits64::flags(raw, large)
+        }
+
+        fn small_flags(large_flags: u64) -> u64 {
+            bits64::small_flags(large_flags)
+        }
+    };
+}
+pub(super) use entry_methods;

@@ -2,7 +2,7 @@
 //! table (the root, 32 bytes, 32-byte aligned) over page directories and
 //! page tables of 512 8-byte entries; 2 MiB pages; NX under EFER.NXE.
 
-use super::bits64::{self, ADDR, NX, PRESENT, PS, RW, US, bits};
+use super::bits64::{self, NX, PRESENT, PS, RW, US, bits};
 use super::{Access, Entry, PagingMode, Sealed};
 use crate::addr::{Level, PhysAddr};
 
@@ -163,34 +163,7 @@ impl PagingMode for Pae {
         PhysAddr(cr3.0 & !0x1F)
     }
 
-    #[inline]
-    fn pte_frame(raw: u64) -> PhysAddr {
-        PhysAddr(raw & ADDR)
-    }
-
-    #[inline]
-    fn pte_reserved(self, raw: u64) -> bool {
-        raw & self.reserved != 0
-    }
-
-    #[inline]
-    fn load(table: &[u8], i: usize) -> u64 {
-        bits64::load(table, i)
-    }
-
-    #[inline]
-    fn store(table: &mut [u8], i: usize, raw: u64) {
-        bits64::store(table, i, raw);
-    }
-
-    #[inline]
-    fn flags(raw: u64, large: bool) -> u64 {
-        bits64::flags(raw, large)
-    }
-
-    fn small_flags(large_flags: u64) -> u64 {
-        bits64::small_flags(large_flags)
-    }
+    bits64::entry_methods!();
 
     fn default_dir_flags(self, level: Level) -> u64 {
         if level.0 == 3 {

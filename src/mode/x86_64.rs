@@ -2,7 +2,7 @@
 //! entries, 2 MiB pages in page directories, 1 GiB pages in PDPTs, NX
 //! under EFER.NXE, canonical 48- or 57-bit VAs.
 
-use super::bits64::{self, ADDR, NX, PRESENT, PS, RW, US, bits};
+use super::bits64::{self, NX, PRESENT, PS, RW, US, bits};
 use super::{Access, Entry, PagingMode, Sealed};
 use crate::addr::{Level, PhysAddr};
 
@@ -167,37 +167,10 @@ impl PagingMode for X86_64 {
 
     #[inline]
     fn root_table(self, cr3: PhysAddr) -> PhysAddr {
-        PhysAddr(cr3.0 & ADDR)
+        PhysAddr(cr3.0 & bits64::ADDR)
     }
 
-    #[inline]
-    fn pte_frame(raw: u64) -> PhysAddr {
-        PhysAddr(raw & ADDR)
-    }
-
-    #[inline]
-    fn pte_reserved(self, raw: u64) -> bool {
-        raw & self.reserved != 0
-    }
-
-    #[inline]
-    fn load(table: &[u8], i: usize) -> u64 {
-        bits64::load(table, i)
-    }
-
-    #[inline]
-    fn store(table: &mut [u8], i: usize, raw: u64) {
-        bits64::store(table, i, raw);
-    }
-
-    #[inline]
-    fn flags(raw: u64, large: bool) -> u64 {
-        bits64::flags(raw, large)
-    }
-
-    fn small_flags(large_flags: u64) -> u64 {
-        bits64::small_flags(large_flags)
-    }
+    bits64::entry_methods!();
 
     fn default_dir_flags(self, _level: Level) -> u64 {
         PRESENT | RW | US
