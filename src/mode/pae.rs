@@ -22,7 +22,10 @@ const PDPTE_FLAGS: u64 = 0x18 | 0x20 | bits(9, 11);
 /// MAXPHYADDR (default 52, the most lenient; bits from it up to 62 are
 /// reserved). A root may be given as CR3 holds it: its low 5 bits are
 /// dropped, and it need not be page aligned (Linux without PTI allocates
-/// PDPTs as 32-byte objects, several per page).
+/// PDPTs as 32-byte objects, several per page). Bits above 31 are kept, as
+/// [`I686`](super::I686) keeps them: CR3 cannot hold them in PAE mode, but
+/// a caller may name a table there (a 64-bit CR3 read in long mode is not
+/// a PAE root: walk it with [`X86_64`](super::X86_64)).
 ///
 /// PDPTEs carry no RW, US or NX: the access of a path is that of its PDE
 /// and PTE.
