@@ -7,7 +7,7 @@ use core::iter::FusedIterator;
 
 use crate::addr::{PhysAddr, SpaceId, VirtAddr};
 use crate::event::{Leaf, WalkEvent};
-use crate::mode::{Access, FLAG_BITS};
+use crate::mode::{Access, FLAG_BITS, LARGE_PAT};
 
 /// Adaptors on walk-event streams.
 pub trait WalkExt: Iterator<Item = WalkEvent> + Sized {
@@ -123,20 +123,46 @@ pub struct Run {
     pub pa: PhysAddr,
     /// Bytes.
     pub len: u64,
-    /// The entries' flag bits ([`FLAG_BITS`]), equal over the run.
+    /// The entries' flag bits, equal over the run: [`FLAG_BITS`], and a
+    /// large page's PAT bit 12 ([`Run::flags_of`]).
     pub flags: u64,
     /// Effective access, equal over the run.
     pub access: Access,
 }
 
 impl Run {
+    /// The flag bits of a leaf that a run compares: [`FLAG_BITS`], plus
+    /// bit 12 of a large page's entry (its PAT bit; in a 4 KiB entry bit 12
+    /// is address).
+    ///
+    /// ```
+    /// use ptwalk::{Access, Leaf, Level, PhysAddr, Run, SpaceId, VirtAddr};
+    ///
+    /// let leaf = |entry: u64, size_log2: u8| Leaf {
+    ///     space: SpaceId(0), va: VirtAddr(0), pa: PhysAddr(entry & !0x1FFF), entry,
+    ///     level: Level(2), size_log2, access: Access::ALL,
+    /// };
+    /// assert_eq!(Run::flags_of(&leaf(0x20_1083, 21)), 0x1083); // 2 MiB, PAT set
+    /// assert_eq!(Run::flags_of(&leaf(0x20_1003, 12)), 0x003); // 4 KiB: bit 12 is address
+    /// ```
+    #[must_use]
+    #[inline]
+    pub fn flags_of(l: &Leaf) -> u64 {
+        let pat = if l.size_log2 > 12 {
+            l.entry & LARGE_PAT
+        } else {
+            0
+        };
+        l.entry & FLAG_BITS | pat
+    }
+
     fn from_leaf(l: &Leaf) -> Run {
         Run {
             space: l.space,
             va: l.va,
             pa: l.pa,
             len: l.size(),
-            flags: l.entry & FLAG_BITS,
+            flags: Run::flags_of(l),
             access: l.access,
         }
     }
@@ -147,7 +173,7 @@ impl Run {
         l.space == self.space
             && l.va.0 == self.va.0.wrapping_add(self.len)
             && l.pa.0 == self.pa.0.wrapping_add(self.len)
-            && l.entry & FLAG_BITS == self.flags
+            && Run::flags_of(l) == self.flags
             && l.access == self.access
     }
 }

@@ -148,7 +148,7 @@ impl fmt::Display for WalkError {
                 second,
             } => write!(
                 f,
-                "root {root} is given twice (as root {first} and root {second})"
+                "root {root} (root {second}) names the same table as root {first}: a root is given twice"
             ),
             WalkError::TooManyRoots(n) => write!(f, "{n} roots are more than a walk can number"),
             WalkError::NoSuchSpace(n) => write!(f, "there is no space {n}"),

@@ -471,7 +471,10 @@ fn pae_roots_need_not_be_page_aligned() {
         "VA 0x100000000 lies outside the 32-bit address space of pae",
     );
     // The same roots read as i686 page directories are one table twice.
-    fails(&run("walk", &img, &roots(&[ra, rb])), "is given twice");
+    fails(
+        &run("walk", &img, &roots(&[ra, rb])),
+        "names the same table as root 0",
+    );
     // A root is its 32 bytes (CR3's low 5 bits are flags): the last ones
     // of an image are a root, the next ones are not.
     let short = write(&dir, "short.img", &mem[..0x2000]);
@@ -728,6 +731,8 @@ fn compaction_verifies_in_every_mode() {
                 .collect::<Vec<_>>()
         };
         let base = side["base"].as_str().unwrap().to_string();
+        // A raw image has no mode of its own: OUT.json says which.
+        assert_eq!(side["mode"].as_str(), Some(mode), "{side}");
         let before = walk(&img, &rs, "0");
         assert!(before.len() >= 6, "{mode}: {before:?}");
         assert_eq!(walk(snap.to_str().unwrap(), &new, &base), before, "{mode}");

@@ -529,19 +529,22 @@ fn generator_covers_every_level_and_page_size() {
              multi-size {multi}, skipped {skipped}"
         );
         eprintln!("{summary}");
+        // Thresholds sit well below what 12 runs of 150 snapshots per mode
+        // gave at their lowest (the generator is not seeded): coverage, not
+        // counts.
         let every_level = (2..=usize::from(g.levels)).all(|l| alias_levels[l] > 5);
         assert!(
             every_level
                 && large2m > 20
                 && (kind == Kind::Pae || large1g > 10)
-                && nx > 100
-                && exec > 100
+                && nx > 20
+                && exec > 20
                 && device > 20
                 && linked > 20
                 && invalidated > 0
                 && materialized > 0
                 && split > 5
-                && multi > 5
+                && multi > 1
                 && skipped > 5,
             "{summary}"
         );
@@ -835,9 +838,11 @@ fn pae_roots_off_a_page_boundary_keep_their_sharing() {
     assert!(r.iter().all(|r| r.0 % 32 == 0 && r.0 >> 32 == 0));
     let (e0, e1) = (word(&out, r[0].0 + 24), word(&out, r[1].0 + 24));
     assert_eq!(target(e0), target(e1), "one kernel PD after");
+    // Bits 5..=8 are reserved in a PDPTE: the accessed bit QEMU left in
+    // the source is read, but a CPU loading these PDPTEs would refuse it.
     for e in [e0, e1, word(&out, r[0].0), word(&out, r[1].0)] {
         assert_eq!(
-            e & (RW | US | PS | NX | 0x1C0),
+            e & (RW | US | A | PS | NX | 0x1C0),
             0,
             "a PDPTE holds no {e:#x}"
         );

@@ -452,11 +452,18 @@ fn with_space(e: WalkEvent, space: SpaceId) -> WalkEvent {
 
 /// Whether leaf `l` continues `run`, by the documented rule: same space,
 /// contiguous in VA and PA, equal flag bits and access.
+/// The flags a run compares, written out here: bits 0..=11 and 52..=63,
+/// and a large page's PAT bit 12.
+fn flags_of(l: &Leaf) -> u64 {
+    let large_pat = if l.size_log2 > 12 { 1 << 12 } else { 0 };
+    l.entry & (FLAG_BITS | large_pat)
+}
+
 fn continues(run: &Run, l: &Leaf) -> bool {
     l.space == run.space
         && l.va.0 == run.va.0 + run.len
         && l.pa.0 == run.pa.0 + run.len
-        && l.entry & FLAG_BITS == run.flags
+        && flags_of(l) == run.flags
         && l.access == run.access
 }
 
@@ -505,7 +512,7 @@ fn coalesce_is_exact_and_maximal() {
                 va: first.va,
                 pa: first.pa,
                 len: first.size(),
-                flags: first.entry & FLAG_BITS,
+                flags: flags_of(first),
                 access: first.access,
             };
             rest = tail;

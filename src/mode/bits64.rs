@@ -8,7 +8,7 @@ pub(super) const US: u64 = 1 << 2;
 /// Page size (a large page) in a directory entry; PAT in a PTE.
 pub(super) const PS: u64 = 1 << 7;
 /// PAT in a large-page entry.
-pub(super) const PAT_LARGE: u64 = 1 << 12;
+pub(super) const PAT_LARGE: u64 = super::LARGE_PAT;
 /// Execute-disable (with EFER.NXE; reserved without).
 pub(super) const NX: u64 = 1 << 63;
 /// The address field's widest extent, bits 12..=51.

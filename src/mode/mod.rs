@@ -102,8 +102,10 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
     /// execute unless NX); the path's access is the AND of its entries'.
     fn access(self, raw: u64, level: Level) -> Access;
 
-    /// The root table's address for a root given as CR3 holds it (flag
-    /// bits, PCID and bits above the address dropped).
+    /// The root table's address for a root given as CR3 holds it: the bits
+    /// CR3 uses for flags or a PCID dropped (x86-64 also drops bits
+    /// 52..=63; the 32-bit modes keep bits above 31 as given, a table a
+    /// caller may name although CR3 cannot).
     fn root_table(self, cr3: PhysAddr) -> PhysAddr;
 
     /// The frame address of a present level-1 entry (what `decode` returns
@@ -236,6 +238,10 @@ pub const COW_BIT: u64 = 1 << 9;
 /// format: bits 0..=11 and 52..=63 (NX, protection keys, software bits).
 /// Run coalescing compares them.
 pub const FLAG_BITS: u64 = 0xFFF | (0xFFF << 52);
+
+/// Bit 12 of a large-page entry in every format: its PAT bit (in a 4 KiB
+/// entry bit 12 is address).
+pub const LARGE_PAT: u64 = 1 << 12;
 
 /// Bytes of every non-root table (and of a root other than PAE's).
 pub const TABLE_BYTES: usize = 4096;

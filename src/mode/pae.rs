@@ -13,8 +13,10 @@ use crate::addr::{Level, PhysAddr};
 const PDPTE_RESERVED: u64 = RW | US | bits(6, 8);
 /// A 2 MiB PDE's bits 13..=20 are reserved.
 const LARGE_RESERVED: u64 = bits(13, 20);
-/// Flags a PDPTE may carry: PWT, PCD, the accepted bit 5, bits 9..=11.
-const PDPTE_FLAGS: u64 = 0x18 | 0x20 | bits(9, 11);
+/// Flags a rebuilt PDPTE carries: PWT, PCD and bits 9..=11. The accessed
+/// bit 5 is accepted when read (emulators set it) but never written: a CPU
+/// loading the PDPTEs (MOV to CR3, or KVM's `load_pdptrs`) rejects it.
+const PDPTE_FLAGS: u64 = 0x18 | bits(9, 11);
 
 /// PAE paging: 3 levels (PDPT = 3, page directory = 2, page table = 1).
 ///
@@ -254,8 +256,11 @@ mod tests {
     #[test]
     fn encode_round_trips_through_decode() {
         let m = Pae::default();
-        let t = m.table_entry(PhysAddr(0x5000), Level(3), 0x27).unwrap();
-        assert_eq!(t, 0x5021);
+        // Only PWT, PCD and the software bits survive into a PDPTE: not
+        // RW, US, nor the accessed bit QEMU leaves in the source.
+        let t = m.table_entry(PhysAddr(0x5000), Level(3), 0xE3F).unwrap();
+        assert_eq!(t, 0x5E19);
+        assert_eq!(m.decode(t, Level(3)), Entry::Table(PhysAddr(0x5000)));
         let p = m
             .page_entry(PhysAddr(0x20_0000), Level(2), NX | 0x1063)
             .unwrap();

@@ -272,9 +272,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     }
 
     /// Walks with paging mode `mode` instead (e.g. `I686 { pse: false }`).
-    /// The roots stay as the constructor checked them: for a mode that
-    /// derives root tables differently (PAE), build with
-    /// [`Walk::new_in`].
+    /// The roots stay as the constructor checked them (`Walk::new`: as
+    /// i686 page directories): for any mode but i686, build with
+    /// [`Walk::new_in`], which compares them as that mode's root tables.
     pub fn with_mode<Q: PagingMode>(self, mode: Q) -> Walk<'a, Q, M, O, F> {
         let range = (self.address, self.len);
         Self::rebuild(mode, self.mem, self.roots, range, self.owners, self.policy)

@@ -69,6 +69,9 @@ pub struct Job<'a, M: ?Sized, P> {
     pub segments: &'a [Segment],
     pub roots: &'a [PhysAddr],
     pub mode: P,
+    /// The mode as `--mode` spells it (recorded in OUT.json: a raw image
+    /// carries no mode of its own).
+    pub mode_name: &'static str,
     pub policy: Policy,
     pub out_base: Option<u64>,
     pub out: &'a Path,
@@ -242,6 +245,7 @@ pub fn run<M: PhysMem + ?Sized, P: PagingMode>(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let sidecar = json!({
+        "mode": job.mode_name,
         "base": format!("{:#x}", layout.base.0),
         "roots": layout.roots.iter().map(|r| format!("{:#x}", r.0)).collect::<Vec<_>>(),
         "tables_base": format!("{:#x}", layout.tables_base.0),

@@ -708,6 +708,7 @@ fn run(cmd: Cmd, out: &mut impl Write) -> Result<(), Failure> {
                     segments: &s.dump.segments,
                     roots: &s.roots,
                     mode: m,
+                    mode_name: s.mode.arg_name(),
                     policy,
                     out_base,
                     out: &prefix,

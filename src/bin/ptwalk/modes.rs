@@ -87,6 +87,18 @@ impl Mode {
         }
     }
 
+    /// The `--mode` spelling that walks this mode again (`i686`, `pae`,
+    /// `x86-64`, `x86-64-la57`; i686 without PSE is `i686` with
+    /// `--no-pse`).
+    pub fn arg_name(self) -> &'static str {
+        match self.arg() {
+            ModeArg::I686 => "i686",
+            ModeArg::Pae => "pae",
+            ModeArg::X86_64 => "x86-64",
+            ModeArg::X86_64La57 => "x86-64-la57",
+        }
+    }
+
     /// The root table a root given as CR3 holds it names.
     pub fn root_table(self, cr3: PhysAddr) -> PhysAddr {
         with_mode!(self, m => m.root_table(cr3))
