@@ -5,12 +5,13 @@
 //! are printed canonical, an unaddressable VA is one error line.
 #![cfg(feature = "cli")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_support;
 
-use object::Endianness;
+use std::process::Output;
+
 use object::elf;
-use object::write::elf::{FileHeader, ProgramHeader, Writer};
+
+use cli_support::{Cpu, core, fails, ok, ptwalk, scratch, stderr, write};
 
 const P: u64 = 1;
 const RW: u64 = 1 << 1;
@@ -20,46 +21,6 @@ const PS: u64 = 1 << 7;
 const NX: u64 = 1 << 63;
 /// A directory entry granting everything, so the leaves decide.
 const DIR: u64 = P | RW | US | A;
-
-fn ptwalk(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptwalk"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-/// Exit status 2, one line naming `needle`, nothing on stdout, no panic.
-fn fails(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
-    assert!(err.starts_with("ptwalk: "), "{err:?}");
-    assert!(err.contains(needle), "{err:?} lacks {needle:?}");
-    assert!(!err.contains("panicked"), "{err:?}");
-    assert!(o.stdout.is_empty());
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ptwalk-modes-{}-{name}.d", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p.to_str().unwrap().to_string()
-}
 
 /// Physical memory of 8-byte-entry tables: page 0 empty, tables handed
 /// out upward from 0x1000 (below `0x10_0000`), data above, each word
@@ -787,85 +748,9 @@ fn compaction_verifies_in_every_mode() {
 }
 
 /// One vCPU's control registers for a QEMU note.
-#[derive(Clone, Copy)]
-struct Cpu {
-    cr0: u64,
-    cr3: u64,
-    cr4: u64,
-}
-
 const PG: u64 = 0x8005_0033;
 const CR4_PAE: u64 = 0x6b0;
 const CR4_LA57: u64 = CR4_PAE | (1 << 12);
-
-/// QEMU's `QEMUCPUState` (version 1, 0x1b8 bytes): CR0..CR4 at byte 392.
-fn qemu_state(c: &Cpu) -> Vec<u8> {
-    let mut d = vec![0u8; 0x1b8];
-    d[0..4].copy_from_slice(&1u32.to_le_bytes());
-    d[4..8].copy_from_slice(&0x1b8u32.to_le_bytes());
-    for (n, v) in [(0, c.cr0), (3, c.cr3), (4, c.cr4)] {
-        d[392 + 8 * n..400 + 8 * n].copy_from_slice(&v.to_le_bytes());
-    }
-    d
-}
-
-fn note(name: &[u8], desc: &[u8]) -> Vec<u8> {
-    let mut n = Vec::new();
-    n.extend((name.len() as u32 + 1).to_le_bytes());
-    n.extend((desc.len() as u32).to_le_bytes());
-    n.extend(0u32.to_le_bytes());
-    n.extend(name);
-    n.push(0);
-    n.resize(n.len().next_multiple_of(4), 0);
-    n.extend(desc);
-    n.resize(n.len().next_multiple_of(4), 0);
-    n
-}
-
-/// An ELF64 core as QEMU writes one: a `QEMU` note per vCPU, then the
-/// memory as one `PT_LOAD` at PA 0.
-fn core(machine: u16, cpus: &[Cpu], mem: &[u8]) -> Vec<u8> {
-    let notes: Vec<u8> = cpus
-        .iter()
-        .flat_map(|c| note(b"QEMU", &qemu_state(c)))
-        .collect();
-    let mut buf = Vec::new();
-    let mut w = Writer::new(Endianness::Little, true, &mut buf);
-    w.reserve_file_header();
-    w.reserve_program_headers(2);
-    let note_off = w.reserve(notes.len(), 4);
-    let mem_off = w.reserve(mem.len(), 4096);
-    w.write_file_header(&FileHeader {
-        os_abi: 0,
-        abi_version: 0,
-        e_type: elf::ET_CORE,
-        e_machine: machine,
-        e_entry: 0,
-        e_flags: 0,
-    })
-    .unwrap();
-    w.write_align_program_headers();
-    for (p_type, off, len) in [
-        (elf::PT_NOTE, note_off, notes.len()),
-        (elf::PT_LOAD, mem_off, mem.len()),
-    ] {
-        w.write_program_header(&ProgramHeader {
-            p_type,
-            p_flags: 0,
-            p_offset: off as u64,
-            p_vaddr: 0,
-            p_paddr: 0,
-            p_filesz: len as u64,
-            p_memsz: len as u64,
-            p_align: 0,
-        });
-    }
-    w.pad_until(note_off);
-    w.write(&notes);
-    w.pad_until(mem_off);
-    w.write(mem);
-    buf
-}
 
 #[test]
 fn a_core_alone_walks_in_its_vcpus_mode() {
@@ -885,7 +770,11 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
             cr4: CR4_PAE,
         },
     ];
-    let f = write(&dir, "long.elf", &core(elf::EM_X86_64, &cpus, &l.mem));
+    let f = write(
+        &dir,
+        "long.elf",
+        &core(true, elf::EM_X86_64, &cpus, &[(0, &l.mem)]),
+    );
     let want_long = ok(&run(
         "walk",
         &raw,
@@ -963,7 +852,11 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
             ..cpus[1]
         },
     ];
-    let f = write(&dir, "split.elf", &core(elf::EM_X86_64, &split, &l.mem));
+    let f = write(
+        &dir,
+        "split.elf",
+        &core(true, elf::EM_X86_64, &split, &[(0, &l.mem)]),
+    );
     fails(
         &run("walk", &f, &[]),
         "disagree on the paging mode (cpu0 4-level long mode, cpu1 5-level long mode (CR4.LA57)): give --mode",
@@ -976,7 +869,11 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
         stderr(&o)
     );
     // An x86-64 core without notes (kdump) is long mode, said as a guess.
-    let bare = write(&dir, "bare.elf", &core(elf::EM_X86_64, &[], &l.mem));
+    let bare = write(
+        &dir,
+        "bare.elf",
+        &core(true, elf::EM_X86_64, &[], &[(0, &l.mem)]),
+    );
     let o = run("walk", &bare, &roots(&[l.a]));
     assert_eq!(
         ok(&o),
@@ -1001,7 +898,11 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
             cr4: CR4_LA57,
         },
     ];
-    let f = write(&dir, "la57.elf", &core(elf::EM_X86_64, &cpus, &mem));
+    let f = write(
+        &dir,
+        "la57.elf",
+        &core(true, elf::EM_X86_64, &cpus, &[(0, &mem)]),
+    );
     let raw5 = write(&dir, "la57.img", &mem);
     let o = run("walk", &f, &[]);
     assert_eq!(
@@ -1042,7 +943,11 @@ fn a_core_alone_walks_in_its_vcpus_mode() {
             cr4: CR4_PAE,
         },
     ];
-    let f = write(&dir, "pae.elf", &core(elf::EM_386, &cpus, &mem));
+    let f = write(
+        &dir,
+        "pae.elf",
+        &core(true, elf::EM_386, &cpus, &[(0, &mem)]),
+    );
     let rawp = write(&dir, "pae.img", &mem);
     let o = run("walk", &f, &[]);
     assert_eq!(
@@ -1080,7 +985,11 @@ fn roots_and_all_roots_in_every_mode() {
         cr3: l.a | 0x18,
         cr4: CR4_PAE,
     }];
-    let f = write(&dir, "long.elf", &core(elf::EM_X86_64, &cpus, &l.mem));
+    let f = write(
+        &dir,
+        "long.elf",
+        &core(true, elf::EM_X86_64, &cpus, &[(0, &l.mem)]),
+    );
     let found = ok(&run("roots", &f, &[]));
     assert!(found.starts_with(&format!("{:#x}\tcpu0\t", l.a)), "{found}");
     let raw = write(&dir, "long.img", &l.mem);

@@ -7,32 +7,13 @@
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+mod cli_support;
 
 use flate2::read::GzDecoder;
 use object::elf;
-use object::write::elf::{FileHeader, ProgramHeader, Writer};
 
-fn ptwalk(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptwalk"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("ptwalk-cli-roots-{}-{name}.d", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use cli_support::{Cpu, core, ok, ptwalk, scratch};
 
 fn hex(v: &serde_json::Value) -> u64 {
     u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
@@ -74,62 +55,8 @@ fn raw_image(path: &Path, size: u64, pages: &[(u64, Vec<u8>)]) {
 /// per vCPU (`QEMUCPUState`: CR0 at 0x188, CR3 at 0x1a0, CR4 at 0x1a8) and
 /// one `PT_LOAD` of all memory, from `raw`.
 fn qemu_core(path: &Path, raw: &[u8], cr0: u64, cr3s: &[u64], cr4: u64) {
-    const STATE: usize = 0x1b8;
-    let mut notes = Vec::new();
-    for &cr3 in cr3s {
-        let mut desc = vec![0u8; STATE];
-        desc[0..4].copy_from_slice(&1u32.to_le_bytes()); // version
-        desc[4..8].copy_from_slice(&(STATE as u32).to_le_bytes());
-        desc[0x188..0x190].copy_from_slice(&cr0.to_le_bytes());
-        desc[0x1a0..0x1a8].copy_from_slice(&cr3.to_le_bytes());
-        desc[0x1a8..0x1b0].copy_from_slice(&cr4.to_le_bytes());
-        notes.extend(5u32.to_le_bytes());
-        notes.extend((STATE as u32).to_le_bytes());
-        notes.extend(0u32.to_le_bytes());
-        notes.extend(b"QEMU\0\0\0\0");
-        notes.extend(&desc);
-    }
-    let mut out = Vec::new();
-    let mut w = Writer::new(object::Endianness::Little, false, &mut out);
-    w.reserve_file_header();
-    w.reserve_program_headers(2);
-    let note_off = w.reserve(notes.len(), 4);
-    let load_off = w.reserve(raw.len(), 4096);
-    w.write_file_header(&FileHeader {
-        os_abi: 0,
-        abi_version: 0,
-        e_type: elf::ET_CORE,
-        e_machine: elf::EM_386,
-        e_entry: 0,
-        e_flags: 0,
-    })
-    .unwrap();
-    w.write_align_program_headers();
-    w.write_program_header(&ProgramHeader {
-        p_type: elf::PT_NOTE,
-        p_flags: 0,
-        p_offset: note_off as u64,
-        p_vaddr: 0,
-        p_paddr: 0,
-        p_filesz: notes.len() as u64,
-        p_memsz: 0,
-        p_align: 4,
-    });
-    w.write_program_header(&ProgramHeader {
-        p_type: elf::PT_LOAD,
-        p_flags: 0,
-        p_offset: load_off as u64,
-        p_vaddr: 0,
-        p_paddr: 0,
-        p_filesz: raw.len() as u64,
-        p_memsz: raw.len() as u64,
-        p_align: 4096,
-    });
-    w.pad_until(note_off);
-    w.write(&notes);
-    w.pad_until(load_off);
-    w.write(raw);
-    std::fs::write(path, out).unwrap();
+    let cpus: Vec<Cpu> = cr3s.iter().map(|&cr3| Cpu { cr0, cr3, cr4 }).collect();
+    std::fs::write(path, core(false, elf::EM_386, &cpus, &[(0, raw)])).unwrap();
 }
 
 /// (root, how) of each TSV line.
