@@ -28,6 +28,7 @@
 //! (frames keep linear bases, so a range is one interval even across
 //! x86-64's non-canonical hole) and reports every VA canonical.
 
+mod block;
 mod machine;
 mod policy;
 mod scan;

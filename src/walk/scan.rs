@@ -4,8 +4,8 @@
 //! both come here.
 
 use core::borrow::Borrow;
-use core::hint::black_box;
 
+use super::block::{WIDE, classify, word};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::FaultReason;
 use crate::event::{Fault, Leaf, WalkEvent};
@@ -65,21 +65,10 @@ fn skip_blocks<P: PagingMode, const N: usize>(rest: &mut &[u8], va: &mut u64) {
     }
 }
 
-/// Bytes of a block of 8-byte entries (16 of them).
-const WIDE: usize = 2 * BLOCK;
-
 /// Whether any entry of `block` is present.
 #[inline(always)]
 fn any_present<P: PagingMode, const N: usize>(block: &[u8; N]) -> bool {
     (0..N / 8).fold(0, |a, k| a | word(block, k)) & P::PRESENT_WORDS != 0
-}
-
-/// Little-endian word `k` (bytes `8k..8k+8`) of a block.
-#[inline(always)]
-fn word<const N: usize>(block: &[u8; N], k: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&block[8 * k..8 * k + 8]);
-    u64::from_le_bytes(w)
 }
 
 /// [`skip_absent`] over any entries (live memory's).
@@ -299,16 +288,33 @@ pub(super) fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     acc
 }
 
-/// [`scan_pt`] for 8-byte entries: 16 per block (128 bytes). A block is
-/// tested for all present (one AND per entry) with no reserved bit in any
-/// of them (an OR, needed only where the mode reserves PTE bits): such a
-/// block is emitted without testing each entry. Otherwise it is tested for
-/// any present entry (an OR over the block read again: `black_box` keeps
-/// the compiler from holding 16 entries in registers across both tests),
-/// and in a mixed block only the present entries are visited (the set
-/// bits of a presence mask).
+/// [`scan_pt`] for 8-byte entries: 16 per block (128 bytes), classified
+/// by their presence mask ([`classify`]). A block wholly present with
+/// no reserved bit in any entry (an OR, needed only where the mode
+/// reserves PTE bits) is emitted without testing each entry; in any other
+/// block with a present entry only the present entries are visited (the
+/// set bits of the mask).
 #[inline(always)]
 fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    pt: PtScan<'_>,
+    acc: B,
+    g: &mut G,
+) -> B {
+    // Whether this mode value reserves any PTE bit at all (x86-64 with
+    // NXE and MAXPHYADDR 52 does not): if not, no entry needs the test.
+    if mode.pte_reserved(u64::MAX) {
+        scan_blocks::<P, B, G, false>(mode, space, pt, acc, g)
+    } else {
+        scan_blocks::<P, B, G, true>(mode, space, pt, acc, g)
+    }
+}
+
+/// [`scan_pt_wide`] for a mode value that reserves PTE bits (`CLEAN`
+/// false) or none.
+#[inline(always)]
+fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>(
     mode: P,
     space: SpaceId,
     pt: PtScan<'_>,
@@ -316,30 +322,28 @@ fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     g: &mut G,
 ) -> B {
     const N: usize = WIDE / 8;
+    const ALL: u32 = (1 << N) - 1;
     let page = 1u64 << P::PAGE_SHIFT;
-    let (mut rest, mut va) = (pt.rest, pt.va);
-    // Whether this mode value reserves any PTE bit at all (x86-64 with
-    // NXE and MAXPHYADDR 52 does not): if not, a dense block needs no OR.
-    let clean = !mode.pte_reserved(u64::MAX);
-    while let Some((block, tail)) = rest.split_first_chunk::<WIDE>() {
-        let and = (0..N).fold(u64::MAX, |a, k| a & word(block, k));
-        let or = || {
-            let again = black_box(block);
-            (0..N).fold(0, |a, k| a | word(again, k))
+    let mut va = pt.va;
+    let mut blocks = pt.rest.chunks_exact(WIDE);
+    for block in &mut blocks {
+        let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
+            break; // never: the chunks are exact
         };
-        if and & PRESENT != 0 && (clean || !mode.pte_reserved(or())) {
+        let (present, or) = classify(block);
+        if present == ALL && (CLEAN || !mode.pte_reserved(or)) {
             for k in 0..N {
                 let raw = P::load(block, k);
                 let va = va.wrapping_add(k as u64 * page);
                 let leaf = pt_leaf(mode, space, va, P::pte_frame(raw), raw, pt.access);
                 acc = g(acc, leaf);
             }
-        } else if or() & PRESENT != 0 {
-            acc = mixed_block(mode, space, block, va, pt.access, acc, g);
+        } else if present != 0 {
+            acc = mixed_block::<P, B, G, CLEAN>(mode, space, block, present, va, pt.access, acc, g);
         }
-        rest = tail;
         va = va.wrapping_add(N as u64 * page);
     }
+    let rest = blocks.remainder();
     for k in 0..rest.len() / 8 {
         let raw = P::load(rest, k);
         if let Some(event) = pte_event(
@@ -355,28 +359,32 @@ fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     acc
 }
 
-/// The present entries of a block of 8-byte entries that is neither empty
-/// nor wholly present (and clean), visited by the set bits of a presence
-/// mask. Kept out of line: inlined, its loads stay live across the block
-/// tests and the dense path pays for the spills.
-#[inline(never)]
-fn mixed_block<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+/// The present entries (the set bits of `present`) of a block of 8-byte
+/// entries that is neither empty nor wholly present and clean.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn mixed_block<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>(
     mode: P,
     space: SpaceId,
     block: &[u8; WIDE],
+    mut present: u32,
     va: u64,
     access: Access,
     mut acc: B,
     g: &mut G,
 ) -> B {
     let page = 1u64 << P::PAGE_SHIFT;
-    let mut present =
-        (0..WIDE / 8).fold(0u32, |m, k| m | (((word(block, k) & PRESENT) as u32) << k));
     while present != 0 {
         let k = present.trailing_zeros() as usize;
         present &= present - 1;
         let va = va.wrapping_add(k as u64 * page);
-        acc = g(acc, present_pte(mode, space, va, word(block, k), access));
+        let raw = word(block, k);
+        let event = if CLEAN {
+            pt_leaf(mode, space, va, P::pte_frame(raw), raw, access)
+        } else {
+            present_pte(mode, space, va, raw, access)
+        };
+        acc = g(acc, event);
     }
     acc
 }
