@@ -4,7 +4,9 @@
 
 use core::iter::FusedIterator;
 
-use super::scan::{PtScan, next_leaf, scan_live_pt, scan_pt, skip_absent, skip_live_entries};
+use super::scan::{
+    PtScan, next_leaf, next_leaf_wide, scan_live_pt, scan_pt, skip_absent, skip_live_entries,
+};
 use super::{AliasPolicy, Frame, Walk};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::{FaultReason, MemError};
@@ -263,7 +265,11 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     fn next_pt_leaf(&mut self) -> Option<WalkEvent> {
         let space = SpaceId(self.space);
         let pt = &mut self.pt;
-        let leaf = next_leaf(self.mode, space, &mut pt.rest, &mut pt.va, pt.access);
+        let leaf = if P::ENTRY_BYTES == 8 {
+            next_leaf_wide(self.mode, space, &mut pt.rest, &mut pt.va, pt.access)
+        } else {
+            next_leaf(self.mode, space, &mut pt.rest, &mut pt.va, pt.access)
+        };
         if leaf.is_some() || pt.live.is_empty() {
             return leaf;
         }

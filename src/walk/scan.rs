@@ -5,7 +5,7 @@
 
 use core::borrow::Borrow;
 
-use super::block::{WIDE, classify, word};
+use super::block::{WIDE, classify, or_all, word};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::FaultReason;
 use crate::event::{Fault, Leaf, WalkEvent};
@@ -147,6 +147,53 @@ pub(super) fn next_leaf<P: PagingMode, E: Entries>(
     }
     *rest = r;
     None
+}
+
+/// [`next_leaf`] for a frozen page table of 8-byte entries: entry by
+/// entry while they are present, and after an absent one straight to the
+/// next present entry ([`skip_to_present`]).
+#[inline(always)]
+pub(super) fn next_leaf_wide<P: PagingMode>(
+    mode: P,
+    space: SpaceId,
+    rest: &mut &[u8],
+    va: &mut u64,
+    access: Access,
+) -> Option<WalkEvent> {
+    let (mut r, mut v) = (*rest, *va);
+    while let Some((raw, tail)) = r.split_first_chunk::<8>() {
+        let raw = u64::from_le_bytes(*raw);
+        let this = v;
+        r = tail;
+        v = v.wrapping_add(1 << P::PAGE_SHIFT);
+        if raw & PRESENT != 0 {
+            *rest = r;
+            *va = v;
+            return Some(present_pte(mode, space, this, raw, access));
+        }
+        (r, v) = skip_to_present::<P>(r, v);
+    }
+    *rest = r;
+    None
+}
+
+/// `rest` (whose first entry maps `va`) from its first present entry on,
+/// with that entry's VA: skipped a block of 16 8-byte entries at a time
+/// (absent blocks by an OR of their entries, the block holding a present
+/// entry by its presence mask); a last, partial block is left to the
+/// caller. Out of line and by value, so that the caller's cursor stays in
+/// registers.
+#[inline(never)]
+fn skip_to_present<P: PagingMode>(mut rest: &[u8], mut va: u64) -> (&[u8], u64) {
+    while let Some((block, tail)) = rest.split_first_chunk::<WIDE>() {
+        if or_all(block) & PRESENT != 0 {
+            let k = classify(block).0.trailing_zeros() as usize;
+            return (&rest[8 * k..], va.wrapping_add((k as u64) << P::PAGE_SHIFT));
+        }
+        rest = tail;
+        va = va.wrapping_add(((WIDE / 8) as u64) << P::PAGE_SHIFT);
+    }
+    (rest, va)
 }
 
 /// A 4 KiB leaf found in a page table.
