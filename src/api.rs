@@ -147,29 +147,33 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
     /// [`WalkError::NoSuchSpace`] if `space` is not one of the roots;
     /// [`WalkError::Unaddressable`] if `va` is not an address of the mode
     /// (above 4 GiB in a 32-bit mode, not canonical in x86-64).
-    #[inline]
+    #[inline(always)]
     pub fn translate(&self, space: SpaceId, va: VirtAddr) -> Result<Translation, WalkError> {
         let root = *self
             .roots
             .get(space.index())
             .ok_or(WalkError::NoSuchSpace(space.index()))?;
-        // The root table is fetched before the VA is looked at, so that a
-        // loop translating many VAs of one space hoists it.
+        // The root table is fetched before the VA is looked at, and both
+        // are matched together, so that the fetch happens on every path
+        // and a loop translating many VAs of one space hoists it (tested
+        // first, the VA check lets the compiler sink the fetch below it:
+        // 29 instructions per i686 translation instead of 19, on the v2p
+        // benchmark). Always inlined: out of line, an x86-64 translation
+        // cost 176 instead of 59 (the mode value, LA57 included, unknown).
         let root = self.mode.root_table(root);
         let first = self.mem.table(root, P::table_bytes(self.mode.root_level()));
-        if self.mode.linear(va.0).is_none() {
-            return Err(WalkError::Unaddressable(va));
+        match (self.mode.linear(va.0), first) {
+            (Some(_), Ok(t)) => Ok(translate(self.mode, self.mem, space, (root, Ok(t)), va)),
+            (Some(_), Err(e)) => Ok(translate(self.mode, self.mem, space, (root, Err(e)), va)),
+            (None, _) => Err(WalkError::Unaddressable(va)),
         }
-        Ok(translate(self.mode, self.mem, space, (root, first), va))
     }
 }
 
 /// Translates `va` in the space `space` whose root table is at `root`,
 /// already fetched ([`Spaces::translate`] derives and fetches it before
-/// looking at the VA: deriving it here measured 7 instructions per
-/// translation more, fetching it after the VA check 11 more). `va` must be an address of the
-/// mode.
-#[inline]
+/// looking at the VA, see there). `va` must be an address of the mode.
+#[inline(always)]
 pub(crate) fn translate<'m, P: PagingMode, M: PhysMem + ?Sized>(
     mode: P,
     mem: &'m M,

@@ -74,7 +74,13 @@ pub(crate) fn lookup_from<'m, P: PagingMode, M: PhysMem + ?Sized>(
     }
 }
 
-/// [`lookup_from`] with the root at level `TOP`.
+/// A table of the descent: its address, the table itself (or why it could
+/// not be read), and the access of the path down to the entry naming it.
+type Here<'m> = (PhysAddr, Result<Table<'m>, MemError>, Access);
+
+/// [`lookup_from`] with the root at level `TOP`: one [`down`] per level,
+/// written out (not a loop), so that each level's decode folds to that
+/// level's rules and the compiler need not unroll anything.
 #[inline(always)]
 fn descend<'m, P: PagingMode, M: PhysMem + ?Sized, const TOP: u8>(
     mode: P,
@@ -83,37 +89,54 @@ fn descend<'m, P: PagingMode, M: PhysMem + ?Sized, const TOP: u8>(
     va: u64,
     stop: Level,
 ) -> Found {
-    let mut table = root;
-    let mut level = Level(TOP);
-    let mut access = Access::ALL;
-    let mut t = first;
-    loop {
-        let here = match t {
-            Ok(t) => t,
-            Err(e) => {
-                return Found::Fault {
-                    level,
-                    pa: table,
-                    reason: e.into(),
-                };
-            }
-        };
-        let s = step(mode, here.load::<P>(P::index(va, level)), level, access);
-        match s.entry {
-            Entry::Table(next) if level > stop && level.0 > 1 => {
-                table = next;
-                access = s.access;
-                level = Level(level.0 - 1);
-                t = mem.table(table, P::table_bytes(level));
-            }
-            entry => {
-                return Found::Entry {
-                    raw: s.raw,
-                    entry,
-                    level,
-                    access: s.access,
-                };
-            }
+    let mut here: Here<'m> = (root, first, Access::ALL);
+    for level in [5, 4, 3, 2] {
+        if TOP >= level {
+            here = match down(mode, mem, here, va, Level(level), stop) {
+                Ok(next) => next,
+                Err(found) => return found,
+            };
         }
+    }
+    match down(mode, mem, here, va, Level::PT, stop) {
+        Ok(_) => unreachable!("a page-table entry is never a table"),
+        Err(found) => found,
+    }
+}
+
+/// One level of a descent: the entry for `va` in the table `here` (at
+/// `level`), and the next table if it names one and `level` is above
+/// `stop`; otherwise where the descent stopped.
+#[inline(always)]
+fn down<'m, P: PagingMode, M: PhysMem + ?Sized>(
+    mode: P,
+    mem: &'m M,
+    (table, t, access): Here<'m>,
+    va: u64,
+    level: Level,
+    stop: Level,
+) -> Result<Here<'m>, Found> {
+    let t = match t {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(Found::Fault {
+                level,
+                pa: table,
+                reason: e.into(),
+            });
+        }
+    };
+    let s = step(mode, t.load::<P>(P::index(va, level)), level, access);
+    match s.entry {
+        Entry::Table(next) if level > stop && level.0 > 1 => {
+            let child = Level(level.0 - 1);
+            Ok((next, mem.table(next, P::table_bytes(child)), s.access))
+        }
+        entry => Err(Found::Entry {
+            raw: s.raw,
+            entry,
+            level,
+            access: s.access,
+        }),
     }
 }
