@@ -391,7 +391,8 @@ fn compacting_twice_is_a_fixed_point() {
 /// The generator meets what the properties are about.
 #[test]
 fn generator_covers_sharing_skips_and_large_pages() {
-    let mut g = Gen::new(48);
+    // A fixed seed: a guard of the generator must not depend on luck.
+    let mut g = Gen::from_size_and_seed(48, 0x5EED_0001);
     let (mut linked, mut invalidated, mut materialized, mut large, mut device) = (0, 0, 0, 0, 0);
     let (mut multi, mut partial, mut refused, mut padded, mut checked) = (0, 0, 0, 0, 0);
     // Enough cases that the rarer shapes (an alias whose owner kept nothing:

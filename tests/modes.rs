@@ -538,8 +538,11 @@ fn family(mode: Mode) -> usize {
     }
 }
 
+/// What `cases` scenarios of a fixed seed exercise (a fixed seed: with a
+/// random one, the rarest counts, i686's `Invalid` events at about 20 per
+/// 2,000 cases, fell under their floor in one run of about fifteen).
 fn coverage(cases: usize) -> Coverage {
-    let mut g = Gen::new(64);
+    let mut g = Gen::from_size_and_seed(64, 0x5EED_0008);
     let mut c = Coverage::default();
     for _ in 0..cases {
         let s = Scenario::arbitrary(&mut g);
@@ -598,7 +601,7 @@ fn coverage(cases: usize) -> Coverage {
 /// memory, `Invalid` in edited memory, upper-half VAs.
 #[test]
 fn generator_covers_every_mode_and_level() {
-    let c = coverage(2000);
+    let c = coverage(3000);
     let report = format!("{c:?}");
     if std::env::var_os("PTWALK_COVERAGE").is_some() {
         eprintln!("{report}");

@@ -662,7 +662,8 @@ fn regions_walk_like_one_image() {
 /// events when aliases are followed in edited memory.
 #[test]
 fn generator_covers_the_interesting_cases() {
-    let mut g = Gen::new(64);
+    // A fixed seed: a guard of the generator must not depend on luck.
+    let mut g = Gen::from_size_and_seed(64, 0x5EED_0002);
     let (mut leaves, mut large, mut same_space, mut faults, mut invalid) = (0, 0, 0, 0, 0);
     // Aliases by the level of the table holding the aliasing entry.
     let mut aliases = [0usize; ptwalk::MAX_LEVELS + 1];

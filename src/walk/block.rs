@@ -15,6 +15,7 @@
 pub(super) const WIDE: usize = 128;
 
 /// Entries in a block.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 const N: usize = WIDE / 8;
 
 /// Little-endian word `k` (bytes `8k..8k+8`) of a block of `B` bytes.
@@ -48,8 +49,9 @@ pub(super) fn present_mask_scalar(block: &[u8; WIDE]) -> u32 {
 }
 
 /// The OR of the block's 16 entries.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 #[inline(always)]
-pub(super) fn or_all(block: &[u8; WIDE]) -> u64 {
+fn or_all(block: &[u8; WIDE]) -> u64 {
     (0..N).fold(0, |a, k| a | word(block, k))
 }
 
