@@ -70,6 +70,15 @@ use crate::mode::PagingMode;
 /// assert!(mem.read_u32(PhysAddr(0x10_2000)).is_err());
 /// ```
 pub trait PhysMem {
+    /// Whether every table this memory hands out is frozen: lent bytes
+    /// that nobody writes while they are borrowed, never a volatile view.
+    /// Then an alias the follow consumer meets in the memory it walks
+    /// resolves to the very table its own entry names (the owner's path,
+    /// read again, reads the same entries), and the walk descends it
+    /// without looking the owner's entry up again. `false` by default,
+    /// which is always correct; the crate's frozen backends say `true`.
+    const FROZEN: bool = false;
+
     /// Lends the `len` bytes at `pa` as one slice.
     ///
     /// # Errors
@@ -114,6 +123,7 @@ pub trait PhysMem {
 }
 
 impl<T: PhysMem + ?Sized> PhysMem for &T {
+    const FROZEN: bool = T::FROZEN;
     #[inline]
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         (**self).lend(pa, len)
@@ -152,6 +162,7 @@ pub(crate) fn lend_from(
 
 /// A byte slice is memory starting at physical address 0.
 impl PhysMem for [u8] {
+    const FROZEN: bool = true;
     #[inline]
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         lend_from(self, 0, pa, len)
@@ -200,6 +211,7 @@ impl<B: AsRef<[u8]>> Image<B> {
 }
 
 impl<B: AsRef<[u8]>> PhysMem for Image<B> {
+    const FROZEN: bool = true;
     #[inline]
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         lend_from(self.bytes.as_ref(), self.base.0, pa, len)
@@ -266,6 +278,7 @@ impl<'a, B: AsRef<[u8]>> Regions<'a, B> {
 }
 
 impl<B: AsRef<[u8]>> PhysMem for Regions<'_, B> {
+    const FROZEN: bool = true;
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         // The last region whose base is <= pa.
         let i = self.regions.partition_point(|r| r.base.0 <= pa.0);
@@ -805,6 +818,7 @@ unsafe impl Send for RawMem<'_> {}
 unsafe impl Sync for RawMem<'_> {}
 
 impl PhysMem for RawMem<'_> {
+    const FROZEN: bool = true;
     #[inline]
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         lend_from(self.as_slice(), self.base.0, pa, len)

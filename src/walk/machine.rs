@@ -4,6 +4,7 @@
 
 use core::iter::FusedIterator;
 
+use super::block::Masks;
 use super::scan::{
     PtScan, next_leaf, next_leaf_wide, scan_live_pt, scan_pt, skip_absent, skip_live_entries,
 };
@@ -148,6 +149,12 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                 Step::Continue
             }
             Claim::Full => Step::Event(self.fault(va, child, table, FaultReason::IndexFull)),
+            // Followed in the frozen memory the walk reads, an alias
+            // resolves to the table its entry names: descend `t` itself.
+            Claim::Owned { .. } if M::FROZEN && self.policy.follows_walked_memory() => {
+                self.push(t, child, va, access, true);
+                Step::Continue
+            }
             Claim::Owned {
                 space: owner,
                 va: owner_va,
@@ -304,10 +311,11 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
         G: FnMut(B, WalkEvent) -> B,
     {
         let mut acc = init;
+        let mut masks = Masks::EMPTY;
         loop {
             if !self.pt.rest.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
-                acc = scan_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
+                acc = scan_pt(self.mode, SpaceId(self.space), pt, &mut masks, acc, &mut g);
             } else if !self.pt.live.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
                 acc = scan_live_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);

@@ -200,7 +200,7 @@ impl<'a, M: PhysMem + ?Sized> Walk<'a, I686, M, NoOwners, Follow<'a, M>> {
             roots,
             (0, u64::MAX),
             NoOwners,
-            Follow(mem),
+            Follow(mem, true),
         )
     }
 }
@@ -316,7 +316,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     /// reaches.
     pub fn follow_aliases(self) -> Walk<'a, P, M, O, Follow<'a, M>> {
         let mem = self.mem;
-        self.with_policy(Follow(mem))
+        self.with_policy(Follow(mem, true))
     }
 
     /// The follow consumer resolving aliases in `mem` (for instance tables
@@ -329,7 +329,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     where
         O: DetectsAliases,
     {
-        self.with_policy(Follow(mem))
+        self.with_policy(Follow(mem, false))
     }
 
     fn with_policy<G: AliasPolicy<'a>>(self, policy: G) -> Walk<'a, P, M, O, G> {

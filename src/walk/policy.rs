@@ -17,6 +17,11 @@ pub trait AliasPolicy<'a>: Copy + sealed::Sealed {
     type Mem: PhysMem + ?Sized + 'a;
     /// `None` to report aliases, `Some(mem)` to follow them in `mem`.
     fn follow_in(&self) -> Option<&'a Self::Mem>;
+    /// Whether aliases are followed in the memory the walk reads (then,
+    /// in frozen memory, an alias means the table its entry names).
+    fn follows_walked_memory(&self) -> bool {
+        false
+    }
 }
 
 /// Alias policy of the references consumer: report each alias once, do not
@@ -34,8 +39,9 @@ impl AliasPolicy<'_> for Refs {
 }
 
 /// Alias policy of the follow consumer: resolve each alias in this memory
-/// and descend what it resolves to.
-pub struct Follow<'a, R: ?Sized>(pub(super) &'a R);
+/// and descend what it resolves to. The flag says whether it is the memory
+/// the walk reads.
+pub struct Follow<'a, R: ?Sized>(pub(super) &'a R, pub(super) bool);
 
 impl<R: ?Sized> Clone for Follow<'_, R> {
     fn clone(&self) -> Self {
@@ -54,5 +60,9 @@ impl<'a, R: PhysMem + ?Sized + 'a> AliasPolicy<'a> for Follow<'a, R> {
     #[inline]
     fn follow_in(&self) -> Option<&'a R> {
         Some(self.0)
+    }
+    #[inline]
+    fn follows_walked_memory(&self) -> bool {
+        self.1
     }
 }

@@ -5,7 +5,7 @@
 
 use core::borrow::Borrow;
 
-use super::block::{WIDE, classify, word};
+use super::block::{DIRTY, Masks, Memo, WIDE, classify, word};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::FaultReason;
 use crate::event::{Fault, Leaf, WalkEvent};
@@ -268,11 +268,12 @@ pub(super) fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
     space: SpaceId,
     pt: PtScan<'_>,
+    masks: &mut Masks,
     mut acc: B,
     g: &mut G,
 ) -> B {
     if P::ENTRY_BYTES == 8 {
-        return scan_pt_wide(mode, space, pt, acc, g);
+        return scan_pt_wide(mode, space, pt, masks, acc, g);
     }
     let e = P::ENTRY_BYTES;
     let page = 1u64 << P::PAGE_SHIFT;
@@ -337,15 +338,16 @@ fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
     space: SpaceId,
     pt: PtScan<'_>,
+    masks: &mut Masks,
     acc: B,
     g: &mut G,
 ) -> B {
     // Whether this mode value reserves any PTE bit at all (x86-64 with
     // NXE and MAXPHYADDR 52 does not): if not, no entry needs the test.
     if mode.pte_reserved(u64::MAX) {
-        scan_blocks::<P, B, G, false>(mode, space, pt, acc, g)
+        scan_blocks::<P, B, G, false>(mode, space, pt, masks, acc, g)
     } else {
-        scan_blocks::<P, B, G, true>(mode, space, pt, acc, g)
+        scan_blocks::<P, B, G, true>(mode, space, pt, masks, acc, g)
     }
 }
 
@@ -356,30 +358,29 @@ fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>
     mode: P,
     space: SpaceId,
     pt: PtScan<'_>,
+    masks: &mut Masks,
     mut acc: B,
     g: &mut G,
 ) -> B {
     const N: usize = WIDE / 8;
-    const ALL: u32 = (1 << N) - 1;
     let page = 1u64 << P::PAGE_SHIFT;
     let mut va = pt.va;
     let mut blocks = pt.rest.chunks_exact(WIDE);
-    for block in &mut blocks {
-        let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
-            break; // never: the chunks are exact
-        };
-        let (present, or) = classify(block);
-        if present == ALL && (CLEAN || !mode.pte_reserved(or)) {
-            for k in 0..N {
-                let raw = P::load(block, k);
-                let va = va.wrapping_add(k as u64 * page);
-                let leaf = pt_leaf(mode, space, va, P::pte_frame(raw), raw, pt.access);
-                acc = g(acc, leaf);
+    match masks.lookup(pt.rest) {
+        Memo::Fresh => {
+            for block in &mut blocks {
+                let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
+                    break; // never: the chunks are exact
+                };
+                let class = class_of::<P, CLEAN>(mode, block);
+                acc =
+                    emit_block::<P, B, G, CLEAN>(mode, space, block, class, va, pt.access, acc, g);
+                va = va.wrapping_add(N as u64 * page);
             }
-        } else if present != 0 {
-            acc = mixed_block::<P, B, G, CLEAN>(mode, space, block, present, va, pt.access, acc, g);
         }
-        va = va.wrapping_add(N as u64 * page);
+        Memo::Again(slots) => {
+            return scan_again::<P, B, G, CLEAN>(mode, space, pt, slots, acc, g);
+        }
     }
     let rest = blocks.remainder();
     for k in 0..rest.len() / 8 {
@@ -393,6 +394,78 @@ fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>
         ) {
             acc = g(acc, event);
         }
+    }
+    acc
+}
+
+/// A block's class: its presence mask, with [`DIRTY`] if the mode
+/// reserves a bit some entry has set.
+#[inline(always)]
+fn class_of<P: PagingMode, const CLEAN: bool>(mode: P, block: &[u8; WIDE]) -> u32 {
+    let (present, or) = classify(block);
+    if !CLEAN && mode.pte_reserved(or) {
+        present | DIRTY
+    } else {
+        present
+    }
+}
+
+/// Hands the entries of a block of class `class` to `g`: all of them
+/// without a test if all are present and clean, else the present ones.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn emit_block<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>(
+    mode: P,
+    space: SpaceId,
+    block: &[u8; WIDE],
+    class: u32,
+    va: u64,
+    access: Access,
+    mut acc: B,
+    g: &mut G,
+) -> B {
+    const ALL: u32 = (1 << (WIDE / 8)) - 1;
+    let page = 1u64 << P::PAGE_SHIFT;
+    if class == ALL {
+        for k in 0..WIDE / 8 {
+            let raw = P::load(block, k);
+            let va = va.wrapping_add(k as u64 * page);
+            acc = g(
+                acc,
+                pt_leaf(mode, space, va, P::pte_frame(raw), raw, access),
+            );
+        }
+        acc
+    } else if class & ALL != 0 {
+        mixed_block::<P, B, G, CLEAN>(mode, space, block, class & ALL, va, access, acc, g)
+    } else {
+        acc
+    }
+}
+
+/// [`scan_blocks`] for the page table scanned just before (the same
+/// bytes: see [`Masks`]): the blocks' classes are filled in the first time
+/// again, read back after that. The whole table: a page table's part has
+/// at most 32 blocks and no partial one ([`Masks::lookup`]).
+#[inline(never)]
+fn scan_again<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>(
+    mode: P,
+    space: SpaceId,
+    pt: PtScan<'_>,
+    (known, slots): (bool, &mut [u32; 32]),
+    mut acc: B,
+    g: &mut G,
+) -> B {
+    let mut va = pt.va;
+    for (block, slot) in pt.rest.chunks_exact(WIDE).zip(slots) {
+        let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
+            break; // never: the chunks are exact
+        };
+        if !known {
+            *slot = class_of::<P, CLEAN>(mode, block);
+        }
+        acc = emit_block::<P, B, G, CLEAN>(mode, space, block, *slot, va, pt.access, acc, g);
+        va = va.wrapping_add(((WIDE / 8) as u64) << P::PAGE_SHIFT);
     }
     acc
 }
