@@ -67,11 +67,11 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
     }
     // Issue 8: the PAE and x86-64 rows aim at i686's budgets. Each
     // `f.x64_W` / `f.pae_W` row has an i686 `f.W` row whose budget is its
-    // goal; the rows that already meet it are held to it; the others
-    // carry their measured figure + 10% (benches/budgets.txt), never more
-    // than twice i686's budget outside translation. Every i686 walk row
-    // has its x86-64 counterpart (compaction stays i686, reported without
-    // a budget).
+    // goal (the x86-64 v2p's is composed, below); the rows that already
+    // meet it are held to it; the others carry their measured figure +
+    // 10% (benches/budgets.txt), never more than 1.7 times their goal.
+    // Every i686 walk row has its x86-64 counterpart (compaction stays
+    // i686, reported without a budget).
     let meets_i686 = [
         "references_internal.x64_dense1",
         "follow_internal.x64_dense1",
@@ -90,14 +90,19 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
         }
         let i686 = get(&format!("{f}.{base}"));
         assert_eq!(x.unit, i686.unit, "{}", x.bench);
-        assert_eq!(x.goal, i686.budget, "{x:?} aims at {i686:?}'s budget");
-        let limit = if meets_i686.contains(&x.bench.as_str()) {
-            i686.budget.unwrap()
-        } else if f.starts_with("v2p") {
-            // 4 levels against 2, and not yet inlined: docs/BENCHMARKS.md.
-            12.0 * i686.budget.unwrap()
+        let goal = if f.starts_with("v2p") {
+            // i686's budget per entry read, times the entries an x86-64
+            // translation reads (tests/workloads.rs counts both).
+            let per_entry = i686.budget.unwrap() * 4096.0 / 5158.0;
+            (per_entry * 13_301.0 / 4096.0 * 10.0).round() / 10.0
         } else {
-            2.0 * i686.budget.unwrap()
+            i686.budget.unwrap()
+        };
+        assert_eq!(x.goal, Some(goal), "{x:?} aims at {goal}");
+        let limit = if meets_i686.contains(&x.bench.as_str()) {
+            goal
+        } else {
+            1.7 * goal
         };
         assert!(
             x.budget.is_some_and(|b| b <= limit),
@@ -115,7 +120,8 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
     // The real guest's target (goal) per leaf is composed from i686's
     // budgets: the per-entry budget for the 8,663,040 entries its follow
     // walk reads, plus the per-leaf follow budget (tests/workloads.rs
-    // checks both counts). Its budget is the measured figure + 10%.
+    // checks both counts). Its budget is the goal where the goal is met,
+    // else the measured figure + 10%.
     for (f, per_leaf) in [
         ("guest_follow_internal", "follow_internal.kshared16"),
         ("guest_follow_external", "follow_external.kshared16"),
@@ -125,8 +131,9 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
         let target = entry * 8_663_040.0 / g.units as f64 + get(per_leaf).budget.unwrap();
         assert_eq!(g.units, 552_650);
         assert_eq!(g.goal, Some((target * 10.0).round() / 10.0), "{g:?}");
-        assert!(g.budget.is_some_and(|b| b <= 5.0 * target), "{g:?}");
+        assert!(g.budget.is_some_and(|b| b <= 1.7 * target), "{g:?}");
     }
+    assert_eq!(get("guest_follow_internal.x64_pti").budget, Some(46.8));
     assert!(parse_budgets("x leaf 1 2").is_err());
     assert!(parse_budgets("x leaf one 2 3").is_err());
 }

@@ -365,6 +365,45 @@ fn x64_v2p_probes_by_the_model() {
     assert!((1500..2600).contains(&mapped), "{mapped}");
 }
 
+/// The entries the v2p probes read, by a descent written here: i686 in
+/// kshared16, x86-64 in x64_kshared16 (docs/BENCHMARKS.md sets the x86-64
+/// target by them).
+#[test]
+fn v2p_entries_read() {
+    // Reads entries from `root` down along `va` until one is not a table,
+    // with `levels` levels of `bits`-bit indices and `width`-byte entries.
+    let read = |img: &[u8], root: u64, va: u64, levels: u32, bits: u32, width: usize| {
+        let (mut t, mut n) = (root, 0u64);
+        for level in (1..=levels).rev() {
+            let i = ((va >> (12 + bits * (level - 1))) & ((1 << bits) - 1)) as usize;
+            let o = t as usize + width * i;
+            let mut b = [0u8; 8];
+            b[..width].copy_from_slice(&img[o..o + width]);
+            let e = u64::from_le_bytes(b);
+            n += 1;
+            if e & 1 == 0 || (level > 1 && e & 0x80 != 0) {
+                break;
+            }
+            t = e & common::ADDR64 & if width == 4 { 0xFFFF_F000 } else { u64::MAX };
+        }
+        n
+    };
+    let w = common::kshared16();
+    let (space, vas) = common::v2p_vas();
+    let i686: u64 = vas
+        .iter()
+        .map(|&va| read(&w.image, w.roots[space].into(), va, 2, 10, 4))
+        .sum();
+    assert_eq!(i686, common::V2P_ENTRIES_READ);
+    let w = common::x64_kshared16();
+    let (space, vas) = common::x64_v2p_vas();
+    let x64: u64 = vas
+        .iter()
+        .map(|&va| read(&w.image, w.roots[space], va, 4, 9, 8))
+        .sum();
+    assert_eq!(x64, common::X64_V2P_ENTRIES_READ);
+}
+
 /// The benchmarks' owner index (`common::bench_slots`) holds every table
 /// of each i686 workload: a walk with it reports the expected counts and
 /// no fault (a full index would fault and silently shrink the work the
