@@ -27,8 +27,10 @@
 //!   with [`VolatileMem::snapshot`] if you need that), but it is never
 //!   undefined behaviour, and it never panics whatever the entries say.
 //!
-//! `unsafe` in this crate lives only here, in the two raw-pointer
-//! backends and [`VolatileSlice`]; each constructor states its contract.
+//! `unsafe` in this crate lives here, in the two raw-pointer backends and
+//! [`VolatileSlice`] (each constructor states its contract), and in the
+//! scanner's SSE2 block classification (`walk/block.rs`: intrinsics on
+//! values, no memory access).
 
 use core::borrow::Borrow;
 use core::fmt;
