@@ -366,7 +366,7 @@ fn x64_v2p_probes_by_the_model() {
 }
 
 /// The entries the v2p probes read, by a descent written here: i686 in
-/// kshared16, x86-64 in x64_kshared16 (docs/BENCHMARKS.md sets the x86-64
+/// `kshared16`, x86-64 in `x64_kshared16` (docs/BENCHMARKS.md sets the x86-64
 /// target by them).
 #[test]
 fn v2p_entries_read() {
@@ -392,7 +392,7 @@ fn v2p_entries_read() {
     let (space, vas) = common::v2p_vas();
     let i686: u64 = vas
         .iter()
-        .map(|&va| read(&w.image, w.roots[space].into(), va, 2, 10, 4))
+        .map(|&va| read(&w.image, w.roots[space], va, 2, 10, 4))
         .sum();
     assert_eq!(i686, common::V2P_ENTRIES_READ);
     let w = common::x64_kshared16();

@@ -552,9 +552,9 @@ pub const X64_PTI_FOLLOW_ENTRIES: u64 = 8_663_040;
 /// derives it from the definitions and from the image).
 pub const X64_V2P_MAPPED: usize = 2033;
 
-/// Entries the 4,096 v2p probes read in kshared16 (a directory entry each,
+/// Entries the 4,096 v2p probes read in `kshared16` (a directory entry each,
 /// and a page-table entry where it is present) and the x86-64 probes in
-/// x64_kshared16 (each level down to the first entry that is not a
+/// `x64_kshared16` (each level down to the first entry that is not a
 /// table): the work a translation does, by which the x86-64 v2p target is
 /// set (docs/BENCHMARKS.md). tests/workloads.rs counts both.
 pub const V2P_ENTRIES_READ: u64 = 5158;
