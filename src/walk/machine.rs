@@ -314,7 +314,10 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
         let mut masks = Masks::EMPTY;
         loop {
             if !self.pt.rest.is_empty() {
-                let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
+                // Only the cursor says whether a table is being scanned:
+                // emptied, the rest of the scan state may stay.
+                let pt = self.pt;
+                self.pt.rest = &[];
                 acc = scan_pt(self.mode, SpaceId(self.space), pt, &mut masks, acc, &mut g);
             } else if !self.pt.live.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);

@@ -171,9 +171,11 @@ pub(super) fn next_leaf_wide<P: PagingMode>(
 /// their presence mask ([`classify`]; an OR of the entries first costs
 /// more than it saves: 17 instructions on each empty block, against 25
 /// for the mask on every block with a present entry); a last, partial
-/// block is left to the caller. Out of line and by value, so that the caller's cursor stays in
-/// registers.
-#[inline(never)]
+/// block is left to the caller. By value, so that the caller's cursor
+/// stays in registers (through `&mut` it went to memory: 23 -> 30
+/// instructions per dense external leaf); inlined (out of line, the
+/// guest's external walk cost 79 per leaf instead of 74).
+#[inline(always)]
 fn skip_to_present<P: PagingMode>(mut rest: &[u8], mut va: u64) -> (&[u8], u64) {
     while let Some((block, tail)) = rest.split_first_chunk::<WIDE>() {
         let m = classify(block).0;
