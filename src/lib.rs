@@ -102,7 +102,8 @@
 
 #![no_std]
 // `unsafe` is allowed only where it is needed: the raw-pointer memory
-// backends in `mem`, each item with its contract.
+// backends in `mem`, each item with its contract, and the SSE2 intrinsics
+// of the scanner's block classification (`walk/block.rs`).
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -166,7 +167,7 @@ pub use api::{Spaces, Translation, virt_to_phys};
 mod facts {
     //! Compile-time facts the rest of the crate promises.
     use super::*;
-    use static_assertions::{assert_impl_all, const_assert, const_assert_eq};
+    use static_assertions::{assert_impl_all, assert_obj_safe, const_assert, const_assert_eq};
 
     const_assert_eq!(<I686 as PagingMode>::ENTRY_BYTES, 4);
     const_assert_eq!(<Pae as PagingMode>::ENTRY_BYTES, 8);
@@ -189,6 +190,8 @@ mod facts {
         ) <= 336
     );
     assert_impl_all!(I686: Copy, Send, Sync);
+    // Memory may be handed over as `&dyn PhysMem`.
+    assert_obj_safe!(crate::PhysMem);
     assert_impl_all!(Pae: Copy, Send, Sync);
     assert_impl_all!(X86_64: Copy, Send, Sync);
     assert_impl_all!(Walk<'static, I686, [u8]>: Send, Sync, Iterator, core::iter::FusedIterator);

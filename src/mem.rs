@@ -72,14 +72,20 @@ use crate::mode::PagingMode;
 /// assert!(mem.read_u32(PhysAddr(0x10_2000)).is_err());
 /// ```
 pub trait PhysMem {
-    /// Whether every table this memory hands out is frozen: lent bytes
-    /// that nobody writes while they are borrowed, never a volatile view.
-    /// Then an alias the follow consumer meets in the memory it walks
-    /// resolves to the very table its own entry names (the owner's path,
-    /// read again, reads the same entries), and the walk descends it
-    /// without looking the owner's entry up again. `false` by default,
-    /// which is always correct; the crate's frozen backends say `true`.
-    const FROZEN: bool = false;
+    /// Whether this memory is frozen: every table it hands out is lent
+    /// bytes, and lending the same address again, for as long as the
+    /// memory is borrowed, gives the same bytes (a snapshot, a dump, an
+    /// image nobody writes). Then an alias the follow consumer meets in
+    /// the memory it walks resolves to the very table its own entry names
+    /// (the owner's path, read again, reads the same entries), and the
+    /// walk descends it without looking the owner's entry up again.
+    /// `false` by default, which is always correct; the crate's frozen
+    /// backends say `true`. A method, not a constant, so that `dyn
+    /// PhysMem` stays usable.
+    #[inline]
+    fn frozen(&self) -> bool {
+        false
+    }
 
     /// Lends the `len` bytes at `pa` as one slice.
     ///
@@ -125,7 +131,10 @@ pub trait PhysMem {
 }
 
 impl<T: PhysMem + ?Sized> PhysMem for &T {
-    const FROZEN: bool = T::FROZEN;
+    #[inline]
+    fn frozen(&self) -> bool {
+        (**self).frozen()
+    }
     #[inline]
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         (**self).lend(pa, len)
@@ -164,7 +173,10 @@ pub(crate) fn lend_from(
 
 /// A byte slice is memory starting at physical address 0.
 impl PhysMem for [u8] {
-    const FROZEN: bool = true;
+    #[inline]
+    fn frozen(&self) -> bool {
+        true
+    }
     #[inline]
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         lend_from(self, 0, pa, len)
@@ -213,7 +225,10 @@ impl<B: AsRef<[u8]>> Image<B> {
 }
 
 impl<B: AsRef<[u8]>> PhysMem for Image<B> {
-    const FROZEN: bool = true;
+    #[inline]
+    fn frozen(&self) -> bool {
+        true
+    }
     #[inline]
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         lend_from(self.bytes.as_ref(), self.base.0, pa, len)
@@ -280,7 +295,10 @@ impl<'a, B: AsRef<[u8]>> Regions<'a, B> {
 }
 
 impl<B: AsRef<[u8]>> PhysMem for Regions<'_, B> {
-    const FROZEN: bool = true;
+    #[inline]
+    fn frozen(&self) -> bool {
+        true
+    }
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         // The last region whose base is <= pa.
         let i = self.regions.partition_point(|r| r.base.0 <= pa.0);
@@ -820,7 +838,10 @@ unsafe impl Send for RawMem<'_> {}
 unsafe impl Sync for RawMem<'_> {}
 
 impl PhysMem for RawMem<'_> {
-    const FROZEN: bool = true;
+    #[inline]
+    fn frozen(&self) -> bool {
+        true
+    }
     #[inline]
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         lend_from(self.as_slice(), self.base.0, pa, len)
@@ -1054,6 +1075,42 @@ mod tests {
     /// The guest changes its tables while the walk runs (through the same
     /// raw pointer, volatile stores): the walk neither panics nor reads
     /// through a reference, and sees entries written ahead of it.
+    #[test]
+    fn live_aliases_resolve_through_the_owner_as_it_is_now() {
+        use crate::{OwnerIndex, OwnerSlot};
+        // Two i686 spaces (PDs at 0x1000, 0x2000) whose entry 0 names one
+        // page table (0x3000) mapping VA 0x5000.
+        let mut buf = vec![0u8; 0x4000];
+        buf[0x1000..0x1004].copy_from_slice(&0x3003u32.to_le_bytes());
+        buf[0x2000..0x2004].copy_from_slice(&0x3003u32.to_le_bytes());
+        buf[0x3000 + 5 * 4..0x3000 + 6 * 4].copy_from_slice(&0x9003u32.to_le_bytes());
+        let ptr = buf.as_mut_ptr();
+        // SAFETY: `buf` outlives `mem`, stays allocated, and is written
+        // below only through `ptr`, with a volatile store.
+        let mem = unsafe { VolatileMem::new(ptr, PhysAddr(0), 0x4000) };
+        let roots = [PhysAddr(0x1000), PhysAddr(0x2000)];
+        let mut slots = [OwnerSlot::EMPTY; 16];
+        let mut walk = Walk::new(&mem, &roots)
+            .unwrap()
+            .with_owners(OwnerIndex::new(&mut slots[..]))
+            .follow_aliases();
+        let first = walk.next().unwrap();
+        assert!(matches!(first, WalkEvent::Leaf(l) if l.space.0 == 0 && l.va.0 == 0x5000));
+        // The owner unmaps the table; space 1 still names it. Live memory
+        // is never frozen, so the alias is resolved through the owner's
+        // entry as it is now: nothing there, so nothing here.
+        assert!(!mem.frozen());
+        for i in 0..4 {
+            // SAFETY: inside `buf`; a volatile store through the pointer
+            // `mem` was made from.
+            unsafe { ptr.add(0x1000 + i).write_volatile(0) };
+        }
+        let rest: Vec<_> = walk.collect();
+        assert_eq!(rest.len(), 1, "{rest:?}");
+        assert!(matches!(rest[0], WalkEvent::Invalid(i) if i.space.0 == 1 && i.va.0 == 0));
+        drop(buf);
+    }
+
     #[test]
     fn live_tables_change_under_the_walk() {
         let mut buf = image();

@@ -5,7 +5,9 @@
 //! in the memory the consumer is working with (the walked memory for the
 //! follow consumer, the rebuilt tables for a snapshot rebuild): a present
 //! table entry gives the table our entry means; anything else means our
-//! entry is invalid too.
+//! entry is invalid too. (The follow consumer skips the lookup in frozen
+//! walked memory, where it would name the table our own entry names:
+//! `PhysMem::frozen`.)
 
 use crate::addr::{Level, PhysAddr, VirtAddr};
 use crate::error::FaultReason;

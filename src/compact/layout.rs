@@ -311,7 +311,10 @@ impl Compacted {
 }
 
 impl PhysMem for Compacted {
-    const FROZEN: bool = true;
+    #[inline]
+    fn frozen(&self) -> bool {
+        true
+    }
     fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], MemError> {
         crate::mem::lend_from(&self.image, self.layout.base.0, pa, len)
     }

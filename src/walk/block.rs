@@ -20,8 +20,9 @@ pub(super) const WIDE: usize = 128;
 /// classified once more while its classes are kept, and never after. A
 /// follow walk of a real x86-64 Linux guest scans one page table
 /// thousands of times in a row (the ESPFIX area: one table reached from
-/// every entry of a page directory), most of its work. Only frozen memory
-/// is scanned this way, so equal bytes mean equal entries.
+/// every entry of a page directory), most of its work. Only lent tables
+/// are scanned this way (a `&[u8]` nobody writes while the walk borrows
+/// it), so the same slice means the same entries.
 pub(super) struct Masks {
     key: (usize, usize),
     /// Whether `blocks` holds the classes of the table `key` names.

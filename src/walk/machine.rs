@@ -151,7 +151,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             Claim::Full => Step::Event(self.fault(va, child, table, FaultReason::IndexFull)),
             // Followed in the frozen memory the walk reads, an alias
             // resolves to the table its entry names: descend `t` itself.
-            Claim::Owned { .. } if M::FROZEN && self.policy.follows_walked_memory() => {
+            Claim::Owned { .. } if self.policy.follows_walked_memory() && self.mem.frozen() => {
                 self.push(t, child, va, access, true);
                 Step::Continue
             }
