@@ -163,6 +163,8 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
         let root = self.mode.root_table(root);
         let first = self.mem.table(root, P::table_bytes(self.mode.root_level()));
         match (self.mode.linear(va.0), first) {
+            // Taken apart and put back on purpose: matched whole (`(Some(_),
+            // first)`), the fetch sank below the VA test again (29.3).
             (Some(_), Ok(t)) => Ok(translate(self.mode, self.mem, space, (root, Ok(t)), va)),
             (Some(_), Err(e)) => Ok(translate(self.mode, self.mem, space, (root, Err(e)), va)),
             (None, _) => Err(WalkError::Unaddressable(va)),

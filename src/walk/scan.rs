@@ -314,19 +314,7 @@ pub(super) fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
         rest = tail;
         va = va.wrapping_add((BLOCK / e) as u64 * page);
     }
-    for k in 0..rest.len() / e {
-        let raw = P::load(rest, k);
-        if let Some(event) = pte_event(
-            mode,
-            space,
-            va.wrapping_add(k as u64 * page),
-            raw,
-            pt.access,
-        ) {
-            acc = g(acc, event);
-        }
-    }
-    acc
+    scan_tail(mode, space, (rest, va, pt.access), acc, g)
 }
 
 /// [`scan_pt`] for 8-byte entries: 16 per block (128 bytes), classified
@@ -384,20 +372,7 @@ fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>
             return scan_again::<P, B, G, CLEAN>(mode, space, pt, slots, acc, g);
         }
     }
-    let rest = blocks.remainder();
-    for k in 0..rest.len() / 8 {
-        let raw = P::load(rest, k);
-        if let Some(event) = pte_event(
-            mode,
-            space,
-            va.wrapping_add(k as u64 * page),
-            raw,
-            pt.access,
-        ) {
-            acc = g(acc, event);
-        }
-    }
-    acc
+    scan_tail(mode, space, (blocks.remainder(), va, pt.access), acc, g)
 }
 
 /// A block's class: its presence mask, with [`DIRTY`] if the mode
@@ -542,7 +517,21 @@ fn scan_entries<P: PagingMode, E: Entries, B, G: FnMut(B, WalkEvent) -> B>(
         rest = tail;
         va = va.wrapping_add((BLOCK / e) as u64 * page);
     }
-    for k in 0..rest.len() / e {
+    scan_tail(mode, space, (rest, va, access), acc, g)
+}
+
+/// The entries after a page table's last whole block (the range ends
+/// inside a block), one at a time: what every scan does last.
+#[inline(always)]
+fn scan_tail<P: PagingMode, E: Entries, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    (rest, va, access): (E, u64, Access),
+    mut acc: B,
+    g: &mut G,
+) -> B {
+    let page = 1u64 << P::PAGE_SHIFT;
+    for k in 0..rest.len() / P::ENTRY_BYTES {
         let raw = rest.entry::<P>(k);
         if let Some(event) = pte_event(mode, space, va.wrapping_add(k as u64 * page), raw, access) {
             acc = g(acc, event);
