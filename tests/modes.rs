@@ -787,6 +787,34 @@ impl Arbitrary for Edited {
 /// in the edited memory (owners' entries gone, turned into large pages or
 /// into other tables, tables beyond it) and reports `Invalid` where the
 /// owner lost its entry.
+/// Taking some events with `next` and folding the rest gives the same
+/// stream in every mode: the internal path resumes inside the block of
+/// entries the external one had classified, at any point.
+#[test]
+fn next_then_fold_resumes_where_next_stopped() {
+    fn prop(s: Scenario, k: u16) -> bool {
+        let mem = s.image();
+        let expect = s.model(&mem, Consumer::References);
+        let k = usize::from(k) % (expect.len() + 1);
+        let roots = s.roots();
+        let mut slots = slots();
+        let got = in_mode!(s.mode, m => {
+            let mut walk = Walk::new_in(m, &mem[..], &roots)
+                .unwrap()
+                .range(s.address, s.len)
+                .with_owners(OwnerIndex::new(&mut slots[..]))
+                .references();
+            let got: Vec<WalkEvent> = walk.by_ref().take(k).collect();
+            walk.fold(got, |mut v, e| {
+                v.push(e);
+                v
+            })
+        });
+        same(&format!("next {k} then fold"), &got, &expect)
+    }
+    qc().quickcheck(prop as fn(Scenario, u16) -> bool);
+}
+
 #[test]
 fn follow_in_edited_memory_matches_the_model() {
     fn prop(Edited(s, edits): Edited) -> bool {

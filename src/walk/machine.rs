@@ -6,7 +6,8 @@ use core::iter::FusedIterator;
 
 use super::block::Masks;
 use super::scan::{
-    PtScan, next_leaf, next_leaf_wide, scan_live_pt, scan_pt, skip_absent, skip_live_entries,
+    PtScan, drain_block, next_leaf, next_leaf_wide, scan_live_pt, scan_pt, skip_absent,
+    skip_live_entries,
 };
 use super::{AliasPolicy, Frame, Walk};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
@@ -49,12 +50,12 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                         .unwrap_or(VolatileSlice::EMPTY),
                 ),
             };
-            self.pt = PtScan {
+            self.pt = PtScan::new(
                 rest,
                 live,
-                va: self.mode.canonical(base + (first << shift)),
+                self.mode.canonical(base + (first << shift)),
                 access,
-            };
+            );
             return;
         }
         // Directory frames are levels 2..=levels, and levels <= MAX_LEVELS
@@ -273,7 +274,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let space = SpaceId(self.space);
         let pt = &mut self.pt;
         let leaf = if P::ENTRY_BYTES == 8 {
-            next_leaf_wide(self.mode, space, &mut pt.rest, &mut pt.va, pt.access)
+            next_leaf_wide(self.mode, space, pt)
         } else {
             next_leaf(self.mode, space, &mut pt.rest, &mut pt.va, pt.access)
         };
@@ -312,6 +313,9 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
     {
         let mut acc = init;
         let mut masks = Masks::EMPTY;
+        if self.pt.taken {
+            acc = drain_block(self.mode, SpaceId(self.space), &mut self.pt, acc, &mut g);
+        }
         loop {
             if !self.pt.rest.is_empty() {
                 // Only the cursor says whether a table is being scanned:

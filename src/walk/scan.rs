@@ -12,6 +12,12 @@ use crate::event::{Fault, Leaf, WalkEvent};
 use crate::mem::{BLOCK, Entries, VolatileSlice};
 use crate::mode::{Access, PRESENT, PagingMode};
 
+/// Bytes of the entries external iteration classifies at once: four
+/// blocks, 64 entries, one bit each in a `u64` (per dense x86-64 leaf:
+/// 20.0 instructions a block at a time, 18.2 for two, 17.5 for four; the
+/// call and the cursor's loads and stores are paid once per window).
+const WINDOW: usize = 4 * WIDE;
+
 /// The page table (level 1) being scanned: the hot loop of every walk.
 ///
 /// Kept apart from the directory frames so that both `next` and `fold`
@@ -22,22 +28,55 @@ use crate::mode::{Access, PRESENT, PagingMode};
 /// of the x86-64 upper half the next VA is 2^64, and nothing is left to
 /// report there. A page table of live memory is scanned from `live`
 /// instead (then `rest` is empty), so the frozen path stays a plain slice.
+///
+/// External iteration over 8-byte entries classifies a [`WINDOW`] of 64
+/// entries at a time ([`next_leaf_wide`]): while `taken`, `block` is the
+/// last window taken from `rest` (it ends where `rest` begins) and `va`
+/// maps its first entry, not `rest`'s; `pending` are its present, clean
+/// entries not reported yet (bit `k` for entry `k`) and `dirty` those of
+/// a window with reserved bits (each then tested). Internal iteration
+/// never sets them.
 #[derive(Clone, Copy)]
 pub(super) struct PtScan<'a> {
     pub(super) rest: &'a [u8],
     pub(super) live: VolatileSlice<'a>,
     pub(super) va: u64,
+    pub(super) block: &'a [u8; WINDOW],
     /// Effective access of the path above the page table.
     pub(super) access: Access,
+    pub(super) taken: bool,
+    pub(super) pending: u64,
+    pub(super) dirty: u64,
 }
 
-impl PtScan<'_> {
-    pub(super) const IDLE: PtScan<'static> = PtScan {
-        rest: &[],
-        live: VolatileSlice::EMPTY,
-        va: 0,
-        access: Access::NONE,
-    };
+impl<'a> PtScan<'a> {
+    pub(super) const IDLE: PtScan<'static> =
+        PtScan::new(&[], VolatileSlice::EMPTY, 0, Access::NONE);
+
+    /// A scan of `rest` (or of `live`), whose first entry maps `va`.
+    pub(super) const fn new(
+        rest: &'a [u8],
+        live: VolatileSlice<'a>,
+        va: u64,
+        access: Access,
+    ) -> Self {
+        PtScan {
+            rest,
+            live,
+            va,
+            block: &[0; WINDOW],
+            access,
+            taken: false,
+            pending: 0,
+            dirty: 0,
+        }
+    }
+
+    /// Whether entries of `block` are left to report.
+    #[inline(always)]
+    fn has_pending(&self) -> bool {
+        self.pending | self.dirty != 0
+    }
 }
 
 /// Advances `rest` (and `va`) past absent entries a block at a time, so
@@ -138,32 +177,123 @@ pub(super) fn next_leaf<P: PagingMode, E: Entries>(
     None
 }
 
-/// [`next_leaf`] for a frozen page table of 8-byte entries: entry by
-/// entry while they are present, and after an absent one straight to the
-/// next present entry ([`skip_to_present`]).
+/// [`next_leaf`] for a frozen page table of 8-byte entries, a [`WINDOW`]
+/// of 64 entries at a time: the next of the window's present entries
+/// (`pending`, or `dirty` where a reserved bit is set in the window: a
+/// mask taken apart bit by bit, 15 instructions per leaf with the
+/// consumer's), else the next window with a present entry, classified
+/// once ([`refill`]); the entries after the last whole window one at a
+/// time.
 #[inline(always)]
 pub(super) fn next_leaf_wide<P: PagingMode>(
     mode: P,
     space: SpaceId,
-    rest: &mut &[u8],
-    va: &mut u64,
-    access: Access,
+    pt: &mut PtScan<'_>,
 ) -> Option<WalkEvent> {
-    let (mut r, mut v) = (*rest, *va);
-    while let Some((raw, tail)) = r.split_first_chunk::<8>() {
-        let raw = u64::from_le_bytes(*raw);
-        let this = v;
-        r = tail;
-        v = v.wrapping_add(1 << P::PAGE_SHIFT);
-        if raw & PRESENT != 0 {
-            *rest = r;
-            *va = v;
-            return Some(present_pte(mode, space, this, raw, access));
+    loop {
+        let p = pt.pending;
+        if p != 0 {
+            pt.pending = p & (p - 1);
+            let k = p.trailing_zeros() as usize & 63;
+            let raw = word(pt.block, k);
+            let va = pt.va.wrapping_add((k as u64) << P::PAGE_SHIFT);
+            return Some(pt_leaf(mode, space, va, P::pte_frame(raw), raw, pt.access));
         }
-        (r, v) = skip_to_present::<P>(r, v);
+        let d = pt.dirty;
+        if d != 0 {
+            pt.dirty = d & (d - 1);
+            let k = d.trailing_zeros() as usize & 63;
+            let raw = word(pt.block, k);
+            let va = pt.va.wrapping_add((k as u64) << P::PAGE_SHIFT);
+            return Some(present_pte(mode, space, va, raw, pt.access));
+        }
+        if pt.rest.is_empty() {
+            return None; // the table is done (asked at every directory step)
+        }
+        // Whether this mode value reserves any PTE bit at all (x86-64
+        // with NXE and MAXPHYADDR 52 does not): if not, no OR is needed.
+        let clean = !mode.pte_reserved(u64::MAX);
+        let or = if clean {
+            refill::<P, false>(pt)
+        } else {
+            refill::<P, true>(pt)
+        };
+        match or {
+            None => break,
+            Some(or) if !clean && mode.pte_reserved(or) => {
+                pt.dirty = core::mem::take(&mut pt.pending);
+            }
+            Some(_) => {}
+        }
     }
-    *rest = r;
+    let (mut rest, mut va) = (pt.rest, pt.va);
+    while let Some((raw, tail)) = rest.split_first_chunk::<8>() {
+        let raw = u64::from_le_bytes(*raw);
+        let this = va;
+        rest = tail;
+        va = va.wrapping_add(1 << P::PAGE_SHIFT);
+        if raw & PRESENT != 0 {
+            (pt.rest, pt.va) = (rest, va);
+            return Some(present_pte(mode, space, this, raw, pt.access));
+        }
+    }
+    pt.rest = rest;
     None
+}
+
+/// Takes windows from `pt.rest` up to the first with a present entry,
+/// which becomes `pt.block` with its present entries `pending`, and
+/// returns the OR of its entries (if `OR`, else 0); `None` if no whole
+/// window is left (then `pt.va` maps `pt.rest`'s first entry). Out of
+/// line: it runs once per 64 entries at most, and inlined it crowds the
+/// per-leaf path.
+#[inline(never)]
+fn refill<P: PagingMode, const OR: bool>(pt: &mut PtScan<'_>) -> Option<u64> {
+    const SPAN: u64 = (WINDOW / 8) as u64;
+    let (mut rest, mut va) = (pt.rest, pt.va);
+    va = va.wrapping_add(((pt.taken as u64) * SPAN) << P::PAGE_SHIFT);
+    while let Some((window, tail)) = rest.split_first_chunk::<WINDOW>() {
+        let (mut m, mut or) = (0u64, 0u64);
+        for (i, block) in window.chunks_exact(WIDE).enumerate() {
+            let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
+                break; // never: the chunks are exact
+            };
+            let (mi, ori) = classify(block);
+            m |= u64::from(mi) << (i * WIDE / 8);
+            or |= ori;
+        }
+        if m != 0 {
+            (pt.rest, pt.va, pt.block, pt.taken, pt.pending) = (tail, va, window, true, m);
+            return Some(if OR { or } else { 0 });
+        }
+        rest = tail;
+        va = va.wrapping_add(SPAN << P::PAGE_SHIFT);
+    }
+    (pt.rest, pt.va, pt.taken) = (rest, va, false);
+    None
+}
+
+/// The entries [`next_leaf_wide`] has classified but not reported yet,
+/// handed to `g`, and `va` back to mapping `rest`: what internal
+/// iteration does first after external.
+#[cold]
+#[inline(never)]
+pub(super) fn drain_block<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    pt: &mut PtScan<'_>,
+    mut acc: B,
+    g: &mut G,
+) -> B {
+    while pt.has_pending() {
+        if let Some(event) = next_leaf_wide(mode, space, pt) {
+            acc = g(acc, event);
+        }
+    }
+    if core::mem::take(&mut pt.taken) {
+        pt.va = pt.va.wrapping_add(((WINDOW / 8) as u64) << P::PAGE_SHIFT);
+    }
+    acc
 }
 
 /// `rest` (whose first entry maps `va`) from its first present entry on,
