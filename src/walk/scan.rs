@@ -251,7 +251,7 @@ pub(super) fn next_leaf_wide<P: PagingMode>(
 fn refill<P: PagingMode, const OR: bool>(pt: &mut PtScan<'_>) -> Option<u64> {
     const SPAN: u64 = (WINDOW / 8) as u64;
     let (mut rest, mut va) = (pt.rest, pt.va);
-    va = va.wrapping_add(((pt.taken as u64) * SPAN) << P::PAGE_SHIFT);
+    va = va.wrapping_add((u64::from(pt.taken) * SPAN) << P::PAGE_SHIFT);
     while let Some((window, tail)) = rest.split_first_chunk::<WINDOW>() {
         let (mut m, mut or) = (0u64, 0u64);
         for (i, block) in window.chunks_exact(WIDE).enumerate() {
