@@ -216,55 +216,61 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         }
     }
 
-    /// Looks at one directory entry (or pops a finished directory, or
-    /// starts a space). Page tables are scanned by `next_pt_leaf` and
-    /// `scan_pt`, never here.
+    /// Looks at directory entries up to the first that yields something
+    /// (an event, or a table pushed), popping finished directories on the
+    /// way, or starts a space. Page tables are scanned by `next_pt_leaf`
+    /// and `scan_pt`, never here. Absent runs and finished directories
+    /// loop here rather than return: a sparse walk is mostly those.
     #[inline]
     fn step(&mut self) -> Step {
-        let Some(top) = self.stack.last_mut() else {
-            return self.enter_next_space();
-        };
-        if top.next >= top.end {
-            self.stack.pop();
-            return Step::Continue;
-        }
-        let i = top.next as usize;
-        top.next += 1;
-        let level = top.level;
-        let raw = top.table.load::<P>(i);
-        let va = top.base + ((i as u64) << P::shift(level));
-        let entry = step(self.mode, raw, level, top.access);
-        match entry.entry {
-            Entry::Absent => {
-                // Skip the run of absent entries that follows, by blocks.
-                let e = P::ENTRY_BYTES;
-                let (start, end) = (top.next as usize * e, top.end as usize * e);
-                let left = match top.table.view() {
-                    TableView::Bytes(t) => {
-                        let mut rest = &t[start..end];
-                        let mut unused_va = 0;
-                        skip_absent::<P>(&mut rest, &mut unused_va);
-                        rest.len()
-                    }
-                    TableView::Volatile(v) => skip_live_entries::<P>(v.sub(start, end)),
-                };
-                top.next = top.end - (left / e) as u32;
-                Step::Continue
+        loop {
+            let Some(top) = self.stack.last_mut() else {
+                return self.enter_next_space();
+            };
+            if top.next >= top.end {
+                self.stack.pop();
+                continue;
             }
-            Entry::Page(pa) => Step::Event(WalkEvent::Leaf(Leaf {
-                space: SpaceId(self.space),
-                va: VirtAddr(self.mode.canonical(va)),
-                pa,
-                entry: raw,
-                level,
-                size_log2: P::shift(level) as u8,
-                access: entry.access,
-            })),
-            Entry::Table(table) => {
-                let followed = top.followed;
-                self.descend(raw, level, va, table, entry.access, followed)
-            }
-            Entry::Reserved(pa) => Step::Event(self.fault(va, level, pa, FaultReason::Reserved)),
+            let i = top.next as usize;
+            top.next += 1;
+            let level = top.level;
+            let raw = top.table.load::<P>(i);
+            let va = top.base + ((i as u64) << P::shift(level));
+            let entry = step(self.mode, raw, level, top.access);
+            return match entry.entry {
+                Entry::Absent => {
+                    // Skip the run of absent entries that follows, by blocks.
+                    let e = P::ENTRY_BYTES;
+                    let (start, end) = (top.next as usize * e, top.end as usize * e);
+                    let left = match top.table.view() {
+                        TableView::Bytes(t) => {
+                            let mut rest = &t[start..end];
+                            let mut unused_va = 0;
+                            skip_absent::<P>(&mut rest, &mut unused_va);
+                            rest.len()
+                        }
+                        TableView::Volatile(v) => skip_live_entries::<P>(v.sub(start, end)),
+                    };
+                    top.next = top.end - (left / e) as u32;
+                    continue;
+                }
+                Entry::Page(pa) => Step::Event(WalkEvent::Leaf(Leaf {
+                    space: SpaceId(self.space),
+                    va: VirtAddr(self.mode.canonical(va)),
+                    pa,
+                    entry: raw,
+                    level,
+                    size_log2: P::shift(level) as u8,
+                    access: entry.access,
+                })),
+                Entry::Table(table) => {
+                    let followed = top.followed;
+                    self.descend(raw, level, va, table, entry.access, followed)
+                }
+                Entry::Reserved(pa) => {
+                    Step::Event(self.fault(va, level, pa, FaultReason::Reserved))
+                }
+            };
         }
     }
 
