@@ -92,6 +92,22 @@ pub(super) fn classify(block: &[u8; WIDE]) -> (u32, u64) {
     }
 }
 
+/// Whether any 8-byte entry of `bytes` (a whole number of blocks) is
+/// present: the OR of the entries, bit 0. Two instructions per 16 bytes
+/// (a load and an OR), where [`classify`] takes 2.5: worth it only over
+/// runs expected empty (the scanner asks it of four blocks at once).
+#[inline(always)]
+pub(super) fn any_present<const B: usize>(bytes: &[u8; B]) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        sse2::or_all(bytes) & 1 != 0
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        (0..B / 8).fold(0, |a, k| a | word(bytes, k)) & 1 != 0
+    }
+}
+
 /// [`classify`]'s mask, one entry at a time.
 #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 #[inline(always)]
@@ -140,6 +156,22 @@ mod sse2 {
             // Lanes 0 and 2 of each pair: the entries' low halves, in order.
             let low = _mm_shuffle_ps::<0b10_00_10_00>(_mm_castsi128_ps(a), _mm_castsi128_ps(b));
             _mm_slli_epi32::<31>(_mm_castps_si128(low))
+        }
+    }
+
+    /// The OR of the 8-byte entries of `bytes` (a multiple of 16 bytes).
+    #[inline(always)]
+    pub(super) fn or_all<const B: usize>(bytes: &[u8; B]) -> u64 {
+        let pair = |k: usize| {
+            let (lo, hi) = (word(bytes, 2 * k) as i64, word(bytes, 2 * k + 1) as i64);
+            // SAFETY: SSE2 is enabled for the crate (the module's cfg).
+            unsafe { _mm_set_epi64x(hi, lo) }
+        };
+        // SAFETY: SSE2 is enabled for the crate (the module's cfg).
+        unsafe {
+            let or = (1..B / 16).fold(pair(0), |a, k| _mm_or_si128(a, pair(k)));
+            let or = _mm_or_si128(or, _mm_unpackhi_epi64(or, or));
+            _mm_cvtsi128_si64(or) as u64
         }
     }
 
@@ -212,10 +244,18 @@ mod tests {
                 .fold(0, |m, (k, v)| m | (((v & 1) as u32) << k));
             let or = e.iter().fold(0, |a, v| a | v);
             assert_eq!(classify(&b), (want, or));
+            assert_eq!(any_present(&b), want != 0);
             assert_eq!((present_mask_scalar(&b), or_all(&b)), (want, or));
         }
         assert_eq!(classify(&block([0xFFFF_FFFF_FFFF_FFFE; N])).0, 0);
         assert_eq!(classify(&block([1; N])), (0xFFFF, 1));
         assert_eq!(classify(&block([u64::MAX; N])), (0xFFFF, u64::MAX));
+        assert!(!any_present(&block([0xFFFF_FFFF_FFFF_FFFE; N])));
+        let mut one = [0; N];
+        for k in 0..N {
+            one[k] = 1;
+            assert!(any_present(&block(one)), "entry {k}");
+            one[k] = 0;
+        }
     }
 }

@@ -245,8 +245,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                     let left = match top.table.view() {
                         TableView::Bytes(t) => {
                             let mut rest = &t[start..end];
-                            let mut unused_va = 0;
-                            skip_absent::<P>(&mut rest, &mut unused_va);
+                            skip_absent::<P>(&mut rest);
                             rest.len()
                         }
                         TableView::Volatile(v) => skip_live_entries::<P>(v.sub(start, end)),
