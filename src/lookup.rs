@@ -126,7 +126,15 @@ fn down<'m, P: PagingMode, M: PhysMem + ?Sized>(
             });
         }
     };
-    let s = step(mode, t.load::<P>(P::index(va, level)), level, access);
+    let raw = t.load::<P>(P::index(va, level));
+    if level > stop && level.0 > 1 {
+        if let Some(next) = mode.table_at(raw, level) {
+            let child = Level(level.0 - 1);
+            let access = access & mode.access(raw, level);
+            return Ok((next, mem.table(next, P::table_bytes(child)), access));
+        }
+    }
+    let s = step(mode, raw, level, access);
     match s.entry {
         Entry::Table(next) if level > stop && level.0 > 1 => {
             let child = Level(level.0 - 1);

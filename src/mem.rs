@@ -167,8 +167,12 @@ pub(crate) fn lend_from(
     };
     let off = pa.0.checked_sub(base).ok_or(oob)?;
     let off = usize::try_from(off).map_err(|_| oob)?;
-    let end = off.checked_add(len).ok_or(oob)?;
-    bytes.get(off..end).ok_or(oob)
+    // Against the last offset a table can start at, which a loop over
+    // tables of one size hoists: one compare per table fetched.
+    match bytes.len().checked_sub(len) {
+        Some(last) if off <= last => bytes.get(off..off + len).ok_or(oob),
+        _ => Err(oob),
+    }
 }
 
 /// A byte slice is memory starting at physical address 0.

@@ -98,6 +98,18 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
     /// Decodes a raw entry read from a table at `level`.
     fn decode(self, raw: u64, level: Level) -> Entry;
 
+    /// The table an entry at `level` (above 1) names, if it is a present
+    /// table entry with no reserved bit: what `decode` says as
+    /// `Entry::Table`, which a descent asks first (the 8-byte modes answer
+    /// with one mask and compare instead of a test per rule).
+    #[inline]
+    fn table_at(self, raw: u64, level: Level) -> Option<PhysAddr> {
+        match self.decode(raw, level) {
+            Entry::Table(pa) => Some(pa),
+            _ => None,
+        }
+    }
+
     /// The access one entry at `level` grants on its own (RW, US, and
     /// execute unless NX); the path's access is the AND of its entries'.
     fn access(self, raw: u64, level: Level) -> Access;

@@ -155,6 +155,18 @@ impl PagingMode for Pae {
     }
 
     #[inline]
+    fn table_at(self, raw: u64, level: Level) -> Option<PhysAddr> {
+        // `decode`'s `Table`: a PDPTE with none of its reserved bits, or a
+        // PDE with PS clear (a large page) and none of the PDE's.
+        let reserved = if level.0 == 3 {
+            self.pdpte_reserved()
+        } else {
+            self.reserved | PS
+        };
+        (raw & (reserved | PRESENT) == PRESENT).then(|| PhysAddr(bits64::frame(raw, 12)))
+    }
+
+    #[inline]
     fn access(self, raw: u64, level: Level) -> Access {
         if level.0 == 3 {
             Access::ALL

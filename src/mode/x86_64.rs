@@ -161,6 +161,13 @@ impl PagingMode for X86_64 {
     }
 
     #[inline]
+    fn table_at(self, raw: u64, _level: Level) -> Option<PhysAddr> {
+        // Present, PS clear (a large page at levels 2 and 3, reserved
+        // above), no reserved bit: `decode`'s `Table` at every level.
+        (raw & (self.reserved | PS | PRESENT) == PRESENT).then(|| PhysAddr(bits64::frame(raw, 12)))
+    }
+
+    #[inline]
     fn access(self, raw: u64, _level: Level) -> Access {
         bits64::access(raw)
     }
