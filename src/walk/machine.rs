@@ -19,7 +19,7 @@ use crate::owners::{Claim, Owners};
 use crate::resolve::{Resolution, resolve};
 
 /// What one step of the state machine produced.
-enum Step {
+pub(super) enum Step {
     Event(WalkEvent),
     Continue,
     Done,
@@ -102,7 +102,13 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
 
     /// A fault at linear VA `va`.
     #[inline]
-    fn fault(&self, va: u64, level: Level, pa: PhysAddr, reason: FaultReason) -> WalkEvent {
+    pub(super) fn fault(
+        &self,
+        va: u64,
+        level: Level,
+        pa: PhysAddr,
+        reason: FaultReason,
+    ) -> WalkEvent {
         WalkEvent::Fault(Fault {
             space: SpaceId(self.space),
             va: VirtAddr(self.mode.canonical(va)),
@@ -113,7 +119,12 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
     }
 
     #[inline]
-    fn table(&self, followed: bool, pa: PhysAddr, len: usize) -> Result<Table<'a>, MemError> {
+    pub(super) fn table(
+        &self,
+        followed: bool,
+        pa: PhysAddr,
+        len: usize,
+    ) -> Result<Table<'a>, MemError> {
         match (followed, self.policy.follow_in()) {
             (true, Some(r)) => r.table(pa, len),
             _ => self.mem.table(pa, len),
@@ -165,7 +176,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
 
     #[cold]
     #[allow(clippy::too_many_arguments)]
-    fn on_alias(
+    pub(super) fn on_alias(
         &mut self,
         raw: u64,
         level: Level,
@@ -332,6 +343,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
                 acc = scan_live_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);
             }
+            acc = self.scan_directory(&mut masks, acc, &mut g);
             match self.step() {
                 Step::Event(e) => acc = g(acc, e),
                 Step::Continue => {}

@@ -29,6 +29,7 @@
 //! x86-64's non-canonical hole) and reports every VA canonical.
 
 mod block;
+mod directory;
 mod machine;
 mod policy;
 mod scan;
