@@ -10,12 +10,12 @@
 
 use super::block::Masks;
 use super::machine::Step;
-use super::scan::{PtScan, scan_live_pt, scan_pt};
+use super::scan::{Frozen, PtScan, scan_live_pt, scan_pt};
 use super::{AliasPolicy, Walk};
 use crate::addr::{Level, SpaceId, VirtAddr};
 use crate::error::FaultReason;
 use crate::event::WalkEvent;
-use crate::mem::{PhysMem, TableView, VolatileSlice};
+use crate::mem::{PhysMem, TableView};
 use crate::mode::PagingMode;
 use crate::owners::{Claim, Owners};
 
@@ -65,10 +65,12 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             };
             let access = above & self.mode.access(raw, PD);
             i += 1;
+            // A table claimed now was never scanned: no memo to look up.
+            let mut memo = true;
             if !followed {
                 let canonical = VirtAddr(self.mode.canonical(va));
                 match self.owners.claim(pt, Level::PT, space, canonical) {
-                    Claim::New => {}
+                    Claim::New => memo = false,
                     // As `descend`: followed in the frozen memory walked,
                     // an alias is the table its entry names.
                     Claim::Owned { .. }
@@ -91,7 +93,12 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                     }
                 }
             }
-            let pt = PtScan::new(bytes, VolatileSlice::EMPTY, self.mode.canonical(va), access);
+            let pt = Frozen {
+                rest: bytes,
+                va: self.mode.canonical(va),
+                access,
+            };
+            let masks = if memo { Some(&mut *masks) } else { None };
             acc = scan_pt(self.mode, space, pt, masks, acc, g);
         }
         if let Some(top) = self.stack.last_mut() {
@@ -111,7 +118,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
         let space = SpaceId(self.space);
         if !pt.rest.is_empty() {
-            scan_pt(self.mode, space, pt, masks, acc, g)
+            scan_pt(self.mode, space, pt.frozen(), Some(masks), acc, g)
         } else if !pt.live.is_empty() {
             scan_live_pt(self.mode, space, pt, acc, g)
         } else {

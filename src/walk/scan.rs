@@ -79,6 +79,29 @@ impl<'a> PtScan<'a> {
     }
 }
 
+/// The part of a lent page table that internal iteration scans: its
+/// entries (ending at the range's end), the VA of the first, and the
+/// access above the table. What the scan loops take, rather than a whole
+/// [`PtScan`], whose other fields would then be written for nothing.
+#[derive(Clone, Copy)]
+pub(super) struct Frozen<'a> {
+    pub(super) rest: &'a [u8],
+    pub(super) va: u64,
+    pub(super) access: Access,
+}
+
+impl<'a> PtScan<'a> {
+    /// The lent part of this scan.
+    #[inline(always)]
+    pub(super) fn frozen(&self) -> Frozen<'a> {
+        Frozen {
+            rest: self.rest,
+            va: self.va,
+            access: self.access,
+        }
+    }
+}
+
 /// Advances `rest` past the absent entries it starts with, to its first
 /// present entry (or its end), a block at a time so that emptiness costs
 /// a few instructions per block rather than per entry: 4-byte entries by
@@ -412,8 +435,8 @@ fn reserved_pte<P: PagingMode>(space: SpaceId, va: u64, raw: u64) -> WalkEvent {
 pub(super) fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
     space: SpaceId,
-    pt: PtScan<'_>,
-    masks: &mut Masks,
+    pt: Frozen<'_>,
+    masks: Option<&mut Masks>,
     mut acc: B,
     g: &mut G,
 ) -> B {
@@ -470,8 +493,8 @@ pub(super) fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
 fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
     space: SpaceId,
-    pt: PtScan<'_>,
-    masks: &mut Masks,
+    pt: Frozen<'_>,
+    masks: Option<&mut Masks>,
     acc: B,
     g: &mut G,
 ) -> B {
@@ -485,13 +508,14 @@ fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
 }
 
 /// [`scan_pt_wide`] for a mode value that reserves PTE bits (`CLEAN`
-/// false) or none.
+/// false) or none. `masks` is `None` for a table scanned for the first
+/// time (it cannot be the table scanned last).
 #[inline(always)]
 fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>(
     mode: P,
     space: SpaceId,
-    pt: PtScan<'_>,
-    masks: &mut Masks,
+    pt: Frozen<'_>,
+    masks: Option<&mut Masks>,
     mut acc: B,
     g: &mut G,
 ) -> B {
@@ -499,7 +523,7 @@ fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>
     let page = 1u64 << P::PAGE_SHIFT;
     let mut va = pt.va;
     let mut blocks = pt.rest.chunks_exact(WIDE);
-    match masks.lookup(pt.rest) {
+    match masks.map_or(Memo::Fresh, |m| m.lookup(pt.rest)) {
         Memo::Fresh => {
             for block in &mut blocks {
                 let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
@@ -571,7 +595,7 @@ fn emit_block<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>(
 fn scan_again<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>(
     mode: P,
     space: SpaceId,
-    pt: PtScan<'_>,
+    pt: Frozen<'_>,
     (known, slots): (bool, &mut [u32; 32]),
     mut acc: B,
     g: &mut G,
