@@ -65,12 +65,10 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             };
             let access = above & self.mode.access(raw, PD);
             i += 1;
-            // A table claimed now was never scanned: no memo to look up.
-            let mut memo = true;
             if !followed {
                 let canonical = VirtAddr(self.mode.canonical(va));
                 match self.owners.claim(pt, Level::PT, space, canonical) {
-                    Claim::New => memo = false,
+                    Claim::New => {}
                     // As `descend`: followed in the frozen memory walked,
                     // an alias is the table its entry names.
                     Claim::Owned { .. }
@@ -98,7 +96,6 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                 va: self.mode.canonical(va),
                 access,
             };
-            let masks = if memo { Some(&mut *masks) } else { None };
             acc = scan_pt(self.mode, space, pt, masks, acc, g);
         }
         if let Some(top) = self.stack.last_mut() {
@@ -118,7 +115,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
         let space = SpaceId(self.space);
         if !pt.rest.is_empty() {
-            scan_pt(self.mode, space, pt.frozen(), Some(masks), acc, g)
+            scan_pt(self.mode, space, pt.frozen(), masks, acc, g)
         } else if !pt.live.is_empty() {
             scan_live_pt(self.mode, space, pt, acc, g)
         } else {

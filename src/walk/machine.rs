@@ -338,14 +338,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Iter
                 // emptied, the rest of the scan state may stay.
                 let pt = self.pt.frozen();
                 self.pt.rest = &[];
-                acc = scan_pt(
-                    self.mode,
-                    SpaceId(self.space),
-                    pt,
-                    Some(&mut masks),
-                    acc,
-                    &mut g,
-                );
+                acc = scan_pt(self.mode, SpaceId(self.space), pt, &mut masks, acc, &mut g);
             } else if !self.pt.live.is_empty() {
                 let pt = core::mem::replace(&mut self.pt, PtScan::IDLE);
                 acc = scan_live_pt(self.mode, SpaceId(self.space), pt, acc, &mut g);

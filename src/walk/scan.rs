@@ -436,7 +436,7 @@ pub(super) fn scan_pt<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
     space: SpaceId,
     pt: Frozen<'_>,
-    masks: Option<&mut Masks>,
+    masks: &mut Masks,
     mut acc: B,
     g: &mut G,
 ) -> B {
@@ -494,7 +494,7 @@ fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
     mode: P,
     space: SpaceId,
     pt: Frozen<'_>,
-    masks: Option<&mut Masks>,
+    masks: &mut Masks,
     acc: B,
     g: &mut G,
 ) -> B {
@@ -508,14 +508,13 @@ fn scan_pt_wide<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
 }
 
 /// [`scan_pt_wide`] for a mode value that reserves PTE bits (`CLEAN`
-/// false) or none. `masks` is `None` for a table scanned for the first
-/// time (it cannot be the table scanned last).
+/// false) or none.
 #[inline(always)]
 fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>(
     mode: P,
     space: SpaceId,
     pt: Frozen<'_>,
-    masks: Option<&mut Masks>,
+    masks: &mut Masks,
     mut acc: B,
     g: &mut G,
 ) -> B {
@@ -523,7 +522,7 @@ fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>
     let page = 1u64 << P::PAGE_SHIFT;
     let mut va = pt.va;
     let mut blocks = pt.rest.chunks_exact(WIDE);
-    match masks.map_or(Memo::Fresh, |m| m.lookup(pt.rest)) {
+    match masks.lookup(pt.rest) {
         Memo::Fresh => {
             for block in &mut blocks {
                 let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
