@@ -131,9 +131,28 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
         }
     }
 
+    /// [`descend_here`](Self::descend_here) out of line: i686's external
+    /// walk measured 18.2 instructions per dense leaf this way, 20.2 with
+    /// it inlined into `step`.
+    #[inline(never)]
+    fn descend(
+        &mut self,
+        raw: u64,
+        level: Level,
+        va: u64,
+        table: PhysAddr,
+        access: Access,
+        followed: bool,
+    ) -> Step {
+        self.descend_here(raw, level, va, table, access, followed)
+    }
+
     /// Handles a present table entry (at `level`, mapping linear VA `va`)
     /// pointing at `table`: descend, report an alias, follow it, or fault.
-    fn descend(
+    /// Inlined into `step` for 8-byte entries (PAE kshared16's external
+    /// references walk, an alias per 43 leaves: 24.4 -> 22.5 per leaf).
+    #[inline(always)]
+    fn descend_here(
         &mut self,
         raw: u64,
         level: Level,
@@ -275,7 +294,11 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                 })),
                 Entry::Table(table) => {
                     let followed = top.followed;
-                    self.descend(raw, level, va, table, entry.access, followed)
+                    if P::ENTRY_BYTES == 8 {
+                        self.descend_here(raw, level, va, table, entry.access, followed)
+                    } else {
+                        self.descend(raw, level, va, table, entry.access, followed)
+                    }
                 }
                 Entry::Reserved(pa) => {
                     Step::Event(self.fault(va, level, pa, FaultReason::Reserved))
