@@ -45,15 +45,18 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             (top.next, top.end, top.base, top.access, top.followed);
         let shift = P::shift(PD);
         let space = SpaceId(self.space);
+        // Copied out of `self`: the claims write memory the compiler cannot
+        // tell apart from the walk's fields, which it would load again.
+        let (mode, lo, hi) = (self.mode, self.start, self.end);
         while i < end {
             let raw = P::load(t, i as usize);
-            let Some(pt) = self.mode.table_at(raw, PD) else {
+            let Some(pt) = mode.table_at(raw, PD) else {
                 break;
             };
             // The entry's VA is in the range (the frame's bounds say so);
             // its page table must end in it too, else it is clipped there.
             let va = base + (u64::from(i) << shift);
-            if va < self.start || self.end - va < 1 << shift {
+            if va < lo || hi - va < 1 << shift {
                 break;
             }
             // An unreadable table is never owned: read before claiming.
@@ -63,10 +66,10 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             let TableView::Bytes(bytes) = table.view() else {
                 break;
             };
-            let access = above & self.mode.access(raw, PD);
+            let access = above & mode.access(raw, PD);
             i += 1;
             if !followed {
-                let canonical = VirtAddr(self.mode.canonical(va));
+                let canonical = VirtAddr(mode.canonical(va));
                 match self.owners.claim(pt, Level::PT, space, canonical) {
                     Claim::New => {}
                     // As `descend`: followed in the frozen memory walked,
@@ -77,7 +80,7 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                         space: owner,
                         va: owner_va,
                     } => {
-                        match self.on_alias(raw, PD, va, pt, access, owner, owner_va) {
+                        match self.on_alias(raw, PD, va, pt, above, owner, owner_va) {
                             Step::Event(e) => acc = g(acc, e),
                             // Resolved: the table it resolved to is pushed.
                             _ => acc = self.scan_pushed(masks, acc, g),
@@ -93,10 +96,10 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             }
             let pt = Frozen {
                 rest: bytes,
-                va: self.mode.canonical(va),
+                va: mode.canonical(va),
                 access,
             };
-            acc = scan_pt(self.mode, space, pt, masks, acc, g);
+            acc = scan_pt(mode, space, pt, masks, acc, g);
         }
         if let Some(top) = self.stack.last_mut() {
             top.next = i;
