@@ -108,6 +108,28 @@ pub(super) fn any_present<const B: usize>(bytes: &[u8; B]) -> bool {
     }
 }
 
+/// [`classify`] for the four blocks of a window of 64 entries: their
+/// masks (block `j`'s in bits `16j..16j + 16`) and the OR of all 64
+/// entries, reduced once (four [`classify`] calls reduce four times).
+#[inline(always)]
+pub(super) fn classify_window(window: &[u8; 4 * WIDE]) -> (u64, u64) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        sse2::classify_window(window)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let mut masks = 0;
+        let mut or = 0;
+        for (j, block) in window.chunks_exact(WIDE).enumerate() {
+            let block: &[u8; WIDE] = block.try_into().unwrap_or(&[0; WIDE]);
+            masks |= u64::from(present_mask_scalar(block)) << (16 * j);
+            or |= or_all(block);
+        }
+        (masks, or)
+    }
+}
+
 /// [`classify`]'s mask, one entry at a time.
 #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 #[inline(always)]
@@ -141,7 +163,7 @@ mod sse2 {
     /// Entries `2k` and `2k + 1` (the compiler merges the two loads into
     /// one 16-byte load).
     #[inline(always)]
-    fn pair(block: &[u8; WIDE], k: usize) -> __m128i {
+    fn pair<const B: usize>(block: &[u8; B], k: usize) -> __m128i {
         let (lo, hi) = (word(block, 2 * k) as i64, word(block, 2 * k + 1) as i64);
         // SAFETY: SSE2 is enabled for the crate (the module's cfg).
         unsafe { _mm_set_epi64x(hi, lo) }
@@ -175,16 +197,43 @@ mod sse2 {
         }
     }
 
+    /// The presence mask of a block loaded as 8 pairs.
     #[inline(always)]
-    pub(super) fn classify(block: &[u8; WIDE]) -> (u32, u64) {
-        let p: [__m128i; 8] = core::array::from_fn(|k| pair(block, k));
+    fn mask(p: &[__m128i; 8]) -> u32 {
         // SAFETY: SSE2 is enabled for the crate (the module's cfg).
         unsafe {
             // Signed saturation keeps the sign: 0x8000_0000 narrows to
             // 0x8000, then to 0x80; 0 stays 0. The byte signs are the mask.
             let lo = _mm_packs_epi32(quad(p[0], p[1]), quad(p[2], p[3]));
             let hi = _mm_packs_epi32(quad(p[4], p[5]), quad(p[6], p[7]));
-            let mask = _mm_movemask_epi8(_mm_packs_epi16(lo, hi)) as u32 & 0xFFFF;
+            _mm_movemask_epi8(_mm_packs_epi16(lo, hi)) as u32 & 0xFFFF
+        }
+    }
+
+    /// [`super::classify_window`]: the OR kept in one register across
+    /// the four blocks and reduced once.
+    #[inline(always)]
+    pub(super) fn classify_window(w: &[u8; 4 * WIDE]) -> (u64, u64) {
+        let mut masks = 0;
+        // SAFETY: SSE2 is enabled for the crate (the module's cfg).
+        unsafe {
+            let mut or = _mm_set_epi64x(0, 0);
+            for j in 0..4 {
+                let p: [__m128i; 8] = core::array::from_fn(|k| pair(w, 8 * j + k));
+                masks |= u64::from(mask(&p)) << (16 * j);
+                or = p.iter().fold(or, |a, &r| _mm_or_si128(a, r));
+            }
+            let or = _mm_or_si128(or, _mm_unpackhi_epi64(or, or));
+            (masks, _mm_cvtsi128_si64(or) as u64)
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn classify(block: &[u8; WIDE]) -> (u32, u64) {
+        let p: [__m128i; 8] = core::array::from_fn(|k| pair(block, k));
+        let mask = mask(&p);
+        // SAFETY: SSE2 is enabled for the crate (the module's cfg).
+        unsafe {
             let or4 = |a: usize| {
                 _mm_or_si128(
                     _mm_or_si128(p[a], p[a + 1]),
@@ -245,6 +294,18 @@ mod tests {
             let or = e.iter().fold(0, |a, v| a | v);
             assert_eq!(classify(&b), (want, or));
             assert_eq!(any_present(&b), want != 0);
+            // A window of four copies, entry 0's presence flipped in two.
+            let mut w = [0u8; 4 * WIDE];
+            for j in 0..4 {
+                w[j * WIDE..(j + 1) * WIDE].copy_from_slice(&b);
+                w[j * WIDE] ^= (j as u8) & 1;
+            }
+            let (masks, wor) = classify_window(&w);
+            for j in 0..4 {
+                let block: &[u8; WIDE] = w[j * WIDE..(j + 1) * WIDE].try_into().unwrap();
+                assert_eq!((masks >> (16 * j)) as u32 & 0xFFFF, classify(block).0);
+            }
+            assert_eq!(wor, or | 1);
             assert_eq!((present_mask_scalar(&b), or_all(&b)), (want, or));
         }
         assert_eq!(classify(&block([0xFFFF_FFFF_FFFF_FFFE; N])).0, 0);

@@ -5,7 +5,7 @@
 
 use core::borrow::Borrow;
 
-use super::block::{DIRTY, Masks, Memo, WIDE, any_present, classify, word};
+use super::block::{DIRTY, Masks, Memo, WIDE, any_present, classify, classify_window, word};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::FaultReason;
 use crate::event::{Fault, Leaf, WalkEvent};
@@ -280,15 +280,7 @@ fn refill<P: PagingMode, const OR: bool>(pt: &mut PtScan<'_>) -> Option<u64> {
     let (mut rest, mut va) = (pt.rest, pt.va);
     va = va.wrapping_add((u64::from(pt.taken) * SPAN) << P::PAGE_SHIFT);
     while let Some((window, tail)) = rest.split_first_chunk::<WINDOW>() {
-        let (mut m, mut or) = (0u64, 0u64);
-        for (i, block) in window.chunks_exact(WIDE).enumerate() {
-            let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
-                break; // never: the chunks are exact
-            };
-            let (mi, ori) = classify(block);
-            m |= u64::from(mi) << (i * WIDE / 8);
-            or |= ori;
-        }
+        let (m, or) = classify_window(window);
         if m != 0 {
             (pt.rest, pt.va, pt.block, pt.taken, pt.pending) = (tail, va, window, true, m);
             return Some(if OR { or } else { 0 });
