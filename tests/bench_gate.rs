@@ -75,8 +75,23 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
     let meets_i686 = [
         "references_internal.x64_dense1",
         "follow_internal.x64_dense1",
+        "references_external.x64_dense1",
+        "follow_external.x64_dense1",
+        "references_external.pae_dense1",
+        "follow_external.pae_dense1",
         "references_internal.x64_kshared16",
         "follow_internal.x64_kshared16",
+        "references_external.x64_kshared16",
+        "follow_external.x64_kshared16",
+        "references_internal.pae_kshared16",
+        "follow_internal.pae_kshared16",
+        "references_external.pae_kshared16",
+        "follow_external.pae_kshared16",
+        "references_internal.x64_sparse1",
+        "follow_internal.x64_sparse1",
+        "references_external.x64_sparse1",
+        "follow_external.x64_sparse1",
+        "counts_follow.x64_dense1",
         "counts_follow.x64_kshared16",
     ];
     let mut new_rows = 0;
@@ -134,6 +149,7 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
         assert!(g.budget.is_some_and(|b| b <= 1.7 * target), "{g:?}");
     }
     assert_eq!(get("guest_follow_internal.x64_pti").budget, Some(46.8));
+    assert_eq!(get("guest_follow_external.x64_pti").budget, Some(60.9));
     assert!(parse_budgets("x leaf 1 2").is_err());
     assert!(parse_budgets("x leaf one 2 3").is_err());
 }
