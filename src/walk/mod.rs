@@ -6,7 +6,8 @@
 //! separate cursor over the page table being scanned, the hot loop: `fold`
 //! takes it 16 entries at a time (absent blocks skipped whole, full blocks
 //! emitted without per-entry tests), `next` entry by entry with the same
-//! skipping of absent runs. Ownership of tables is
+//! skipping of absent runs (8-byte entries: 64 classified at once, their
+//! presence mask kept in the cursor). Ownership of tables is
 //! recorded in a caller-provided [`Owners`] index; what happens when a
 //! space reaches a table another (space, VA) owns is the walk's alias
 //! policy:
@@ -20,9 +21,10 @@
 //!
 //! Both share every line of the descent; the policy only decides what an
 //! owned table means. The files follow that split: `policy` (the
-//! typestate), `scan` (the page-table scanner), `machine` (the state
-//! machine and the iterator); this one holds the walk's state and how it
-//! is built.
+//! typestate), `scan` (the page-table scanner), `block` (8-byte blocks'
+//! presence masks), `machine` (the state machine and the iterator),
+//! `directory` (internal iteration's shortcut through page directories);
+//! this one holds the walk's state and how it is built.
 //!
 //! VAs: the walk runs over the mode's linear space `0..2^va_bits`
 //! (frames keep linear bases, so a range is one interval even across
