@@ -464,3 +464,45 @@ fn reserved_bits_fault_where_the_entry_is() {
         }))
     );
 }
+
+/// A memory that lends more than it is asked for: everything from the
+/// address on (the trait asks for exactly `len` bytes; a backend that
+/// gives more must still not make the walk read past a table).
+struct LendsTooMuch<'a>(&'a [u8]);
+
+impl ptwalk::PhysMem for LendsTooMuch<'_> {
+    fn frozen(&self) -> bool {
+        true
+    }
+    fn lend(&self, pa: PhysAddr, len: usize) -> Result<&[u8], ptwalk::MemError> {
+        match self.0.get(pa.0 as usize..) {
+            Some(s) if s.len() >= len => Ok(s),
+            _ => Err(ptwalk::MemError::OutOfBounds {
+                pa,
+                len: len as u64,
+            }),
+        }
+    }
+}
+
+#[test]
+fn a_table_lent_longer_than_asked_is_read_to_its_end_only() {
+    let mut mem = image(6);
+    put(&mut mem, 0x1000, 0, 0x2000 | DIR);
+    put(&mut mem, 0x2000, 0, 0x3000 | DIR);
+    put(&mut mem, 0x3000, 0, 0x4000 | DIR);
+    put(&mut mem, 0x4000, 0, 0x7000_0000 | P);
+    // The page after the page table: present-looking, but not a table.
+    put(&mut mem, 0x5000, 0, 0x8000_0000 | P);
+    let lent = LendsTooMuch(&mem);
+    let roots = roots(&[0x1000]);
+    let walk = || Walk::new_in(X86_64::new(), &lent, &roots).unwrap();
+    let by_next: Vec<WalkEvent> = walk().collect();
+    let by_fold = walk().fold(Vec::new(), |mut v, e| {
+        v.push(e);
+        v
+    });
+    assert_eq!(by_next, by_fold);
+    assert_eq!(by_fold.len(), 1, "{by_fold:?}");
+    assert!(matches!(by_fold[0], WalkEvent::Leaf(l) if l.pa == PhysAddr(0x7000_0000)));
+}

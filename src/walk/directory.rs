@@ -63,7 +63,11 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
             let Ok(table) = self.table(followed, pt, P::table_bytes(Level::PT)) else {
                 break;
             };
+            // Exactly the page table: a backend may lend more than asked.
             let TableView::Bytes(bytes) = table.view() else {
+                break;
+            };
+            let Some(bytes) = bytes.get(..P::table_bytes(Level::PT)) else {
                 break;
             };
             let access = above & mode.access(raw, PD);

@@ -302,6 +302,8 @@ impl<'a, P: PagingMode, M: PhysMem + ?Sized, O: Owners, F: AliasPolicy<'a>> Walk
                     size_log2: P::shift(level) as u8,
                     access: entry.access,
                 })),
+                // For 8-byte entries `table_at` above took every table
+                // entry already (it is `decode`'s `Table`).
                 Entry::Table(table) => {
                     let (above, followed) = (top.access, top.followed);
                     if P::ENTRY_BYTES == 8 {

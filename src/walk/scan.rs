@@ -106,9 +106,9 @@ impl<'a> PtScan<'a> {
 /// present entry (or its end), a block at a time so that emptiness costs
 /// a few instructions per block rather than per entry: 4-byte entries by
 /// blocks of 16 (64 bytes), 8-byte entries by windows and blocks
-/// ([`skip_to_present`]); the entries after the last whole block one at a
-/// time (left to the state machine, they cost a step each: most of a
-/// sparse walk's steps).
+/// ([`skip_to_present`]); then the entries after the last whole block, one
+/// at a time here (left to the state machine, they cost a step each, once
+/// most of a sparse walk's steps).
 #[inline(always)]
 pub(super) fn skip_absent<P: PagingMode>(rest: &mut &[u8]) {
     if P::ENTRY_BYTES == 8 {
