@@ -218,20 +218,12 @@ pub(super) fn next_leaf_wide<P: PagingMode>(
     pt: &mut PtScan<'_>,
 ) -> Option<WalkEvent> {
     loop {
-        let p = pt.pending;
-        if p != 0 {
-            pt.pending = p & (p - 1);
-            let k = p.trailing_zeros() as usize & 63;
-            let raw = word(pt.block, k);
-            let va = pt.va.wrapping_add((k as u64) << P::PAGE_SHIFT);
+        if let Some(k) = take_lowest(&mut pt.pending) {
+            let (raw, va) = (word(pt.block, k), window_va::<P>(pt.va, k));
             return Some(pt_leaf(mode, space, va, P::pte_frame(raw), raw, pt.access));
         }
-        let d = pt.dirty;
-        if d != 0 {
-            pt.dirty = d & (d - 1);
-            let k = d.trailing_zeros() as usize & 63;
-            let raw = word(pt.block, k);
-            let va = pt.va.wrapping_add((k as u64) << P::PAGE_SHIFT);
+        if let Some(k) = take_lowest(&mut pt.dirty) {
+            let (raw, va) = (word(pt.block, k), window_va::<P>(pt.va, k));
             return Some(present_pte(mode, space, va, raw, pt.access));
         }
         if pt.rest.is_empty() {
@@ -266,6 +258,23 @@ pub(super) fn next_leaf_wide<P: PagingMode>(
     }
     pt.rest = rest;
     None
+}
+
+/// The lowest set bit of `mask`, cleared.
+#[inline(always)]
+fn take_lowest(mask: &mut u64) -> Option<usize> {
+    let m = *mask;
+    if m == 0 {
+        return None;
+    }
+    *mask = m & (m - 1);
+    Some(m.trailing_zeros() as usize & 63)
+}
+
+/// The VA of entry `k` of the window whose first entry maps `va`.
+#[inline(always)]
+fn window_va<P: PagingMode>(va: u64, k: usize) -> u64 {
+    va.wrapping_add((k as u64) << P::PAGE_SHIFT)
 }
 
 /// Takes windows from `pt.rest` up to the first with a present entry,
