@@ -77,6 +77,8 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
         "follow_internal.x64_dense1",
         "references_external.x64_dense1",
         "follow_external.x64_dense1",
+        "references_internal.pae_dense1",
+        "follow_internal.pae_dense1",
         "references_external.pae_dense1",
         "follow_external.pae_dense1",
         "references_internal.x64_kshared16",
@@ -93,6 +95,8 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
         "follow_external.x64_sparse1",
         "counts_follow.x64_dense1",
         "counts_follow.x64_kshared16",
+        "counts_follow.pae_dense1",
+        "counts_follow.pae_kshared16",
     ];
     let mut new_rows = 0;
     for x in &b {

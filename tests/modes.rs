@@ -206,6 +206,57 @@ fn entry_value(g: &mut Gen, mode: Mode, level: u8, pages: &[Vec<u8>]) -> u64 {
     if wide { v } else { v & 0xFFFF_FFFF }
 }
 
+/// A run of consecutive 4 KiB leaves in a page meant for level 1 (often
+/// from a multiple of 64 entries, so that whole windows of 64 are present:
+/// what the scanners take without testing each entry), sometimes with one
+/// entry absent or with a reserved bit (above MAXPHYADDR or, in PAE,
+/// bits 52..=62).
+fn dense_run(g: &mut Gen, mode: Mode, pages: &[Vec<u8>]) -> Vec<(u8, u16, u64)> {
+    let Some(&t) = g.choose(&pages[1]) else {
+        return Vec::new();
+    };
+    let n = mode.entries(1) as u16;
+    let (start, len) = if u8::arbitrary(g) % 3 != 0 {
+        (
+            (u16::arbitrary(g) % n) & !63,
+            64 * (1 + u16::arbitrary(g) % 3),
+        )
+    } else {
+        (u16::arbitrary(g) % n, 1 + u16::arbitrary(g) % 200)
+    };
+    let wide = !matches!(mode, Mode::I686 { .. });
+    let base = addr(g, 32, 0x1000);
+    let high = if wide && u8::arbitrary(g) % 2 == 0 {
+        NX
+    } else {
+        0
+    };
+    let flags = (low_flags(g) | P) & if wide { u64::MAX } else { 0xFFF };
+    let mut run: Vec<(u8, u16, u64)> = (start..n.min(start.saturating_add(len)))
+        .map(|i| {
+            (
+                t,
+                i,
+                base.wrapping_add(u64::from(i) << 12) & 0xFFFF_F000 | flags | high,
+            )
+        })
+        .collect();
+    if let Some(k) = (!run.is_empty()).then(|| usize::arbitrary(g) % run.len()) {
+        match u8::arbitrary(g) % 4 {
+            0 => run[k].2 &= !P,
+            1 if wide => run[k].2 |= 1 << (36 + u32::from(u8::arbitrary(g)) % 27),
+            _ => {}
+        }
+    }
+    // A directory entry naming the page, at a hot index of a page meant
+    // for level 2, so that walks reach the run more often.
+    if let Some(&d) = g.choose(&pages[2]) {
+        let i = entry_index(g, mode, u64::from(d), 2);
+        run.push((d, i, u64::from(t) << 12 | (low_flags(g) & 0x6) | P));
+    }
+    run
+}
+
 impl Scenario {
     fn image(&self) -> Vec<u8> {
         let w = self.mode.entry_bytes() as usize;
@@ -281,6 +332,23 @@ fn range(g: &mut Gen, mode: Mode) -> (u64, u64) {
     }
 }
 
+/// `v` with one chunk removed: halves first, then quarters, down to
+/// single elements. Shrinking writes removes them and never alters a
+/// value (as `Vec::shrink` does, one candidate per smaller value of every
+/// element: hours over a dense run of a few hundred writes).
+fn without_chunks<T: Clone + 'static>(v: Vec<T>) -> impl Iterator<Item = Vec<T>> {
+    let n = v.len();
+    core::iter::successors((n > 0).then_some(n.div_ceil(2)), |&c| {
+        (c > 1).then_some(c / 2)
+    })
+    .flat_map(move |c| (0..n.div_ceil(c)).map(move |k| (c, k)))
+    .map(move |(c, k)| {
+        let mut w = v.clone();
+        w.drain(k * c..((k + 1) * c).min(n));
+        w
+    })
+}
+
 impl Arbitrary for Scenario {
     fn arbitrary(g: &mut Gen) -> Self {
         let mode = mode(g);
@@ -301,7 +369,11 @@ impl Arbitrary for Scenario {
                 let i = entry_index(g, mode, u64::from(t), level);
                 (t, i, entry_value(g, mode, level, &pages))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut writes = writes;
+        if u8::arbitrary(g) % 2 == 0 {
+            writes.extend(dense_run(g, mode, &pages));
+        }
         let mut roots: Vec<u64> = Vec::new();
         for _ in 0..(usize::arbitrary(g) % 4 + 1) {
             let top = &pages[usize::from(levels)];
@@ -338,7 +410,7 @@ impl Arbitrary for Scenario {
 
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
         let base = self.clone();
-        let writes = self.writes.clone().shrink().map({
+        let writes = without_chunks(self.writes.clone()).map({
             let base = base.clone();
             move |writes| Scenario {
                 writes,
@@ -526,6 +598,11 @@ struct Coverage {
     /// Scenarios whose range crosses the non-canonical hole with events
     /// on both sides of it.
     across_hole: [usize; 4],
+    /// Windows of 64 page-table entries (64-aligned, one space) all
+    /// reported as 4 KiB leaves, and those with at least 48 such leaves
+    /// but not 64 (an entry absent or reserved among present ones).
+    full_windows: [usize; 4],
+    flawed_windows: [usize; 4],
 }
 
 /// 0 i686, 1 PAE, 2 4-level, 3 5-level.
@@ -574,6 +651,16 @@ fn coverage(cases: usize) -> Coverage {
                 _ => {}
             }
         }
+        let mut windows = std::collections::HashMap::new();
+        for e in s.model(&mem, Consumer::References) {
+            if let WalkEvent::Leaf(l) = e
+                && l.size_log2 == 12
+            {
+                *windows.entry((l.space, l.va.0 >> 18)).or_insert(0) += 1;
+            }
+        }
+        c.full_windows[f] += windows.values().filter(|&&n| n == 64).count();
+        c.flawed_windows[f] += windows.values().filter(|&&n| (48..64).contains(&n)).count();
         let edited = Edits::arbitrary(&mut g, &s).apply(&s, &mem);
         c.invalid[f] += s
             .model(&mem, Consumer::FollowIn(&edited))
@@ -622,6 +709,8 @@ fn generator_covers_every_mode_and_level() {
         assert!(c.invalid[f] >= 10, "family {f}: {report}");
         assert!(c.followed[f] >= 10, "family {f}: {report}");
         assert!(c.leaves[f][0] >= 50, "family {f}: {report}");
+        assert!(c.full_windows[f] >= 30, "family {f}: {report}");
+        assert!(c.flawed_windows[f] >= 10, "family {f}: {report}");
     }
     // Page sizes: 4 MiB in i686 only, 2 MiB in PAE and x86-64, 1 GiB in
     // x86-64 only.

@@ -96,8 +96,8 @@ macro_rules! entry_methods {
         }
 
         #[inline]
-        fn pte_reserved(self, raw: u64) -> bool {
-            raw & self.reserved != 0
+        fn pte_reserved_bits(self) -> u64 {
+            self.reserved
         }
 
         #[inline]

@@ -110,8 +110,8 @@ impl PagingMode for I686 {
     }
 
     #[inline]
-    fn pte_reserved(self, _raw: u64) -> bool {
-        false
+    fn pte_reserved_bits(self) -> u64 {
+        0
     }
 
     #[inline]

@@ -124,9 +124,16 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
     /// in `Entry::Page` at level 1, when it is not reserved).
     fn pte_frame(raw: u64) -> PhysAddr;
 
+    /// The bits a present level-1 entry may not set (then it maps
+    /// nothing): 0 where a mode reserves none.
+    fn pte_reserved_bits(self) -> u64;
+
     /// Whether a present level-1 entry has reserved bits set (then it maps
     /// nothing). Constant `false` where a mode reserves no PTE bit.
-    fn pte_reserved(self, raw: u64) -> bool;
+    #[inline]
+    fn pte_reserved(self, raw: u64) -> bool {
+        raw & self.pte_reserved_bits() != 0
+    }
 
     /// Reads entry `i` of a table (little-endian, `ENTRY_BYTES` wide).
     ///

@@ -108,6 +108,28 @@ pub(super) fn any_present<const B: usize>(bytes: &[u8; B]) -> bool {
     }
 }
 
+/// `None` if every 8-byte entry of `bytes` (a whole number of 16-byte
+/// pairs) is present with none of the `reserved` bits set, else the OR of
+/// the entries (bit 0 clear: none is present). From the AND and the OR
+/// of the entries, about three instructions per two entries (a load, an
+/// AND, an OR), where [`classify`] takes 2.5 per entry and then an OR:
+/// what a scan asks first of a window expected wholly present.
+#[inline(always)]
+pub(super) fn unless_full<const B: usize>(bytes: &[u8; B], reserved: u64) -> Option<u64> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        sse2::unless_full(bytes, reserved)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let (and, or) = (0..B / 8).fold((u64::MAX, 0), |(a, o), k| {
+            let w = word(bytes, k);
+            (a & w, o | w)
+        });
+        (and & 1 == 0 || or & reserved != 0).then_some(or)
+    }
+}
+
 /// [`classify`] for the four blocks of a window of 64 entries: their
 /// masks (block `j`'s in bits `16j..16j + 16`) and the OR of all 64
 /// entries, reduced once (four [`classify`] calls reduce four times).
@@ -153,9 +175,9 @@ fn or_all(block: &[u8; WIDE]) -> u64 {
 #[allow(unsafe_code)]
 mod sse2 {
     use core::arch::x86_64::{
-        __m128i, _mm_castps_si128, _mm_castsi128_ps, _mm_cvtsi128_si64, _mm_movemask_epi8,
-        _mm_or_si128, _mm_packs_epi16, _mm_packs_epi32, _mm_set_epi64x, _mm_shuffle_ps,
-        _mm_slli_epi32, _mm_unpackhi_epi64,
+        __m128i, _mm_and_si128, _mm_andnot_si128, _mm_castps_si128, _mm_castsi128_ps,
+        _mm_cvtsi128_si64, _mm_movemask_epi8, _mm_or_si128, _mm_packs_epi16, _mm_packs_epi32,
+        _mm_set_epi64x, _mm_shuffle_ps, _mm_slli_epi32, _mm_unpackhi_epi64,
     };
 
     use super::{WIDE, word};
@@ -194,6 +216,36 @@ mod sse2 {
             let or = (1..B / 16).fold(pair(0), |a, k| _mm_or_si128(a, pair(k)));
             let or = _mm_or_si128(or, _mm_unpackhi_epi64(or, or));
             _mm_cvtsi128_si64(or) as u64
+        }
+    }
+
+    /// [`super::unless_full`]: the AND and the OR kept in registers,
+    /// combined into what must be 0 (an absent entry, a reserved bit) and
+    /// reduced once; the OR reduced only if that is not 0.
+    #[inline(always)]
+    pub(super) fn unless_full<const B: usize>(bytes: &[u8; B], reserved: u64) -> Option<u64> {
+        let pair = |k: usize| {
+            let (lo, hi) = (word(bytes, 2 * k) as i64, word(bytes, 2 * k + 1) as i64);
+            // SAFETY: SSE2 is enabled for the crate (the module's cfg).
+            unsafe { _mm_set_epi64x(hi, lo) }
+        };
+        // SAFETY: SSE2 is enabled for the crate (the module's cfg).
+        unsafe {
+            let (and, or) = (1..B / 16).fold((pair(0), pair(0)), |(a, o), k| {
+                let p = pair(k);
+                (_mm_and_si128(a, p), _mm_or_si128(o, p))
+            });
+            let present = _mm_set_epi64x(1, 1);
+            let bad = _mm_or_si128(
+                _mm_andnot_si128(and, present),
+                _mm_and_si128(or, _mm_set_epi64x(reserved as i64, reserved as i64)),
+            );
+            let bad = _mm_or_si128(bad, _mm_unpackhi_epi64(bad, bad));
+            if _mm_cvtsi128_si64(bad) == 0 {
+                return None;
+            }
+            let or = _mm_or_si128(or, _mm_unpackhi_epi64(or, or));
+            Some(_mm_cvtsi128_si64(or) as u64)
         }
     }
 
@@ -257,6 +309,49 @@ mod tests {
             b[8 * k..8 * k + 8].copy_from_slice(&e.to_le_bytes());
         }
         b
+    }
+
+    #[test]
+    fn unless_full_is_none_only_for_present_clean_entries() {
+        let reserved = 0x7FF0_0000_0000_0000;
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for round in 0..if cfg!(miri) { 40 } else { 2000 } {
+            let mut e = [0u64; 4 * N];
+            for v in &mut e {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Mostly present and clean (the case the test must not
+                // miss), sometimes not.
+                *v = match round % 4 {
+                    0 => x,
+                    _ => (x & !reserved) | 1,
+                };
+            }
+            // One entry in some rounds: absent, or with one reserved bit.
+            let k = (x % (4 * N as u64)) as usize;
+            match round % 8 {
+                1 => e[k] &= !1,
+                3 => e[k] |= 1 << (52 + x % 11),
+                _ => {}
+            }
+            let mut w = [0u8; 4 * WIDE];
+            for (k, v) in e.iter().enumerate() {
+                w[8 * k..8 * k + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            let or = e.iter().fold(0, |a, v| a | v);
+            let full = e.iter().all(|v| v & 1 == 1 && v & reserved == 0);
+            assert_eq!(
+                unless_full(&w, reserved),
+                (!full).then_some(or),
+                "round {round}"
+            );
+            assert_eq!(
+                unless_full(&w, 0),
+                (!e.iter().all(|v| v & 1 == 1)).then_some(or)
+            );
+        }
+        assert_eq!(unless_full(&[0u8; 4 * WIDE], reserved), Some(0));
     }
 
     #[test]

@@ -5,7 +5,9 @@
 
 use core::borrow::Borrow;
 
-use super::block::{DIRTY, Masks, Memo, WIDE, any_present, classify, classify_window, word};
+use super::block::{
+    DIRTY, Masks, Memo, WIDE, any_present, classify, classify_window, unless_full, word,
+};
 use crate::addr::{Level, PhysAddr, SpaceId, VirtAddr};
 use crate::error::FaultReason;
 use crate::event::{Fault, Leaf, WalkEvent};
@@ -522,8 +524,13 @@ fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>
     const N: usize = WIDE / 8;
     let page = 1u64 << P::PAGE_SHIFT;
     let mut va = pt.va;
-    let mut blocks = pt.rest.chunks_exact(WIDE);
-    match masks.lookup(pt.rest) {
+    let mut rest = pt.rest;
+    let memo = masks.lookup(rest);
+    if !CLEAN && matches!(memo, Memo::Fresh) {
+        (rest, va, acc) = scan_windows(mode, space, Frozen { rest, va, ..pt }, acc, g);
+    }
+    let mut blocks = rest.chunks_exact(WIDE);
+    match memo {
         Memo::Fresh => {
             for block in &mut blocks {
                 let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
@@ -540,6 +547,56 @@ fn scan_blocks<P: PagingMode, B, G: FnMut(B, WalkEvent) -> B, const CLEAN: bool>
         }
     }
     scan_tail(mode, space, (blocks.remainder(), va, pt.access), acc, g)
+}
+
+/// The whole [`WINDOW`]s of `pt` for a mode that reserves PTE bits, each
+/// tested first by the AND and OR of its 64 entries ([`and_or`], about 1.6
+/// instructions per entry, where a block's mask and OR take 2.6): a
+/// window wholly present with no reserved bit is emitted without testing
+/// each entry, an absent one skipped, and any other taken a block at a
+/// time. Returns what is left after the last whole window, its VA, and
+/// the accumulator.
+#[inline(always)]
+fn scan_windows<'t, P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
+    mode: P,
+    space: SpaceId,
+    pt: Frozen<'t>,
+    mut acc: B,
+    g: &mut G,
+) -> (&'t [u8], u64, B) {
+    const SPAN: usize = WINDOW / 8;
+    let page = 1u64 << P::PAGE_SHIFT;
+    let (mut rest, mut va) = (pt.rest, pt.va);
+    while let Some((window, tail)) = rest.split_first_chunk::<WINDOW>() {
+        match unless_full(window, mode.pte_reserved_bits()) {
+            None => {
+                for k in 0..SPAN {
+                    let raw = word(window, k);
+                    let va = va.wrapping_add(k as u64 * page);
+                    acc = g(
+                        acc,
+                        pt_leaf(mode, space, va, P::pte_frame(raw), raw, pt.access),
+                    );
+                }
+            }
+            Some(or) if or & PRESENT != 0 => {
+                for (j, block) in window.chunks_exact(WIDE).enumerate() {
+                    let Ok(block) = <&[u8; WIDE]>::try_from(block) else {
+                        break; // never: the chunks are exact
+                    };
+                    let class = class_of::<P, false>(mode, block);
+                    let va = va.wrapping_add((j * WIDE / 8) as u64 * page);
+                    acc = emit_block::<P, B, G, false>(
+                        mode, space, block, class, va, pt.access, acc, g,
+                    );
+                }
+            }
+            Some(_) => {} // no entry present
+        }
+        rest = tail;
+        va = va.wrapping_add(SPAN as u64 * page);
+    }
+    (rest, va, acc)
 }
 
 /// A block's class: its presence mask, with [`DIRTY`] if the mode
