@@ -162,12 +162,12 @@ impl<'a, M: PhysMem + ?Sized, P: PagingMode> Spaces<'a, M, P> {
         // cost 176 instead of 59 (the mode value, LA57 included, unknown).
         let root = self.mode.root_table(root);
         let first = self.mem.table(root, P::table_bytes(self.mode.root_level()));
-        match (self.mode.linear(va.0), first) {
-            // Taken apart and put back on purpose: matched whole (`(Some(_),
+        match (self.mode.addressable(va.0), first) {
+            // Taken apart and put back on purpose: matched whole (`(true,
             // first)`), the fetch sank below the VA test again (29.3).
-            (Some(_), Ok(t)) => Ok(translate(self.mode, self.mem, space, (root, Ok(t)), va)),
-            (Some(_), Err(e)) => Ok(translate(self.mode, self.mem, space, (root, Err(e)), va)),
-            (None, _) => Err(WalkError::Unaddressable(va)),
+            (true, Ok(t)) => Ok(translate(self.mode, self.mem, space, (root, Ok(t)), va)),
+            (true, Err(e)) => Ok(translate(self.mode, self.mem, space, (root, Err(e)), va)),
+            (false, _) => Err(WalkError::Unaddressable(va)),
         }
     }
 }
@@ -192,6 +192,21 @@ pub(crate) fn translate<'m, P: PagingMode, M: PhysMem + ?Sized>(
         }
     };
     match lookup_from(mode, mem, root, va.0, Level::PT) {
+        // A 4 KiB page, its own arm so that its region is a constant mask.
+        Found::Entry {
+            entry: Entry::Page(pa),
+            raw,
+            level: Level::PT,
+            access,
+        } => Translation::Mapped(Leaf {
+            space,
+            va: VirtAddr(region(Level::PT, 0)),
+            pa,
+            entry: raw,
+            level: Level::PT,
+            size_log2: P::PAGE_SHIFT as u8,
+            access,
+        }),
         Found::Entry {
             entry: Entry::Page(pa),
             raw,

@@ -8,7 +8,7 @@ use crate::addr::{Level, PhysAddr};
 use crate::error::FaultReason;
 use crate::error::MemError;
 use crate::mem::{PhysMem, Table};
-use crate::mode::{Access, Entry, PagingMode, step};
+use crate::mode::{Access, Entry, PRESENT, PagingMode, step};
 
 /// Where a [`lookup`] stopped.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -133,6 +133,15 @@ fn down<'m, P: PagingMode, M: PhysMem + ?Sized>(
             let access = access & mode.access(raw, level);
             return Ok((next, mem.table(next, P::table_bytes(child)), access));
         }
+    }
+    if level.0 == 1 && raw & (mode.pte_reserved_bits() | PRESENT) == PRESENT {
+        // A 4 KiB page: what `step` says, with one mask and compare.
+        return Err(Found::Entry {
+            raw,
+            entry: Entry::Page(P::pte_frame(raw)),
+            level,
+            access: access & mode.access(raw, level),
+        });
     }
     let s = step(mode, raw, level, access);
     match s.entry {

@@ -908,6 +908,29 @@ fn table_at_agrees_with_decode() {
     qc().quickcheck(prop as fn(Vec<u64>, u64) -> bool);
 }
 
+/// `addressable` (the translation's VA test) says what `linear` says, in
+/// every mode, at random VAs and at the edges of the canonical halves.
+#[test]
+fn addressable_agrees_with_linear() {
+    fn prop(vas: Vec<u64>, seed: u64) -> bool {
+        let mut g = Gen::from_size_and_seed(8, seed);
+        let m = mode(&mut g);
+        in_mode!(m, m => {
+            use ptwalk::PagingMode;
+            let half = 1u64 << (m.va_bits() - 1);
+            let edges = [0, half - 1, half, half.wrapping_mul(2), 0u64.wrapping_sub(half), 0u64.wrapping_sub(half + 1), u64::MAX];
+            vas.iter().chain(&edges).all(|&va| {
+                let ok = m.addressable(va) == m.linear(va).is_some();
+                if !ok {
+                    eprintln!("{m:?} va {va:#x}");
+                }
+                ok
+            })
+        })
+    }
+    qc().quickcheck(prop as fn(Vec<u64>, u64) -> bool);
+}
+
 /// Taking some events with `next` and folding the rest gives the same
 /// stream in every mode: the internal path resumes inside the block of
 /// entries the external one had classified, at any point.

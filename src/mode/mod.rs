@@ -222,6 +222,20 @@ pub trait PagingMode: Copy + fmt::Debug + Send + Sync + 'static + Sealed {
         (self.canonical(low) == va).then_some(low)
     }
 
+    /// Whether `va` is an address of this mode: [`linear`](Self::linear)
+    /// is `Some`. One add and one compare for the canonical modes (the
+    /// VA plus half the space lies below the space's size), where
+    /// `linear` masks, sign-extends and compares.
+    #[inline]
+    fn addressable(self, va: u64) -> bool {
+        let bits = self.va_bits();
+        if Self::CANONICAL {
+            va.wrapping_add(1 << (bits - 1)) < 1 << bits
+        } else {
+            va >> bits == 0
+        }
+    }
+
     /// The position in `0..=2^va_bits()` of a range bound: where the
     /// canonical addresses at or above `va` begin (a bound in the
     /// non-canonical hole moves up to the hole's end, a bound past the
