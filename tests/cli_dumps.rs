@@ -746,7 +746,9 @@ fn real_guest(guest: &str, machine: u16, mode: &str, root_mask: u64) {
         }
         let mut merged: Vec<(u64, u64, String)> = Vec::new();
         for r in space["ranges"].as_array().unwrap() {
-            let (va, end) = (hex(&r["va"]), hex(&r["end"]));
+            // JSON's end is exact (2^64 for the last page); QEMU's wraps.
+            let end = u128::from_str_radix(&r["end"].as_str().unwrap()[2..], 16).unwrap() as u64;
+            let va = hex(&r["va"]);
             let prot = r["access"].as_str().unwrap()[..3].to_string();
             match merged.last_mut() {
                 Some(m) if m.1 == va && m.2 == prot => m.1 = end,

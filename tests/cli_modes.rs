@@ -319,6 +319,34 @@ fn la57_image() -> (Vec<u8>, [u64; 2], u64) {
     (m.buf, [p5a, p5b], k4)
 }
 
+/// The last page of the x86-64 space: `map`'s JSON gives its range's end
+/// exactly (2^64), the TSV as QEMU's `info mem` does (0).
+#[test]
+fn a_range_ending_at_the_top_of_the_space() {
+    let dir = scratch("top");
+    let mut m = Builder::new(0x20_0000);
+    let (pml4, pdpt, pd, pt) = (m.alloc(), m.alloc(), m.alloc(), m.alloc());
+    m.put(pml4, 511, pdpt | DIR);
+    m.put(pdpt, 511, pd | DIR);
+    m.put(pd, 511, pt | DIR);
+    m.put(pt, 510, 0x10_0000 | P | A);
+    m.put(pt, 511, 0x10_1000 | P | A);
+    let img = write(&dir, "top.img", &m.buf);
+    let args = [roots(&[pml4]), strs(&["--mode", "x86-64"])].concat();
+    let json = ok(&run(
+        "map",
+        &img,
+        &[args.clone(), strs(&["--format", "json"])].concat(),
+    ));
+    let s: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    let r = &s["ranges"][0];
+    assert_eq!(r["va"], "0xffffffffffffe000", "{json}");
+    assert_eq!(r["end"], "0x10000000000000000", "{json}");
+    assert_eq!(r["size"], "0x2000", "{json}");
+    let tsv = ok(&run("map", &img, &args));
+    assert!(tsv.contains("ffffffffffffe000-0000000000000000"), "{tsv}");
+}
+
 #[test]
 fn five_level_walks_alias_at_the_top() {
     let dir = scratch("la57");

@@ -302,7 +302,8 @@ pub fn map<P: PagingMode, M: PhysMem + ?Sized>(
                     .map(|r| {
                         let mut o = json!({
                             "va": format!("{:#x}", r.va),
-                            "end": format!("{:#x}", r.end()),
+                            // Exact, 2^64 included (the TSV keeps QEMU's 0).
+                            "end": format!("{:#x}", u128::from(r.va) + u128::from(r.len)),
                             "size": format!("{:#x}", r.len),
                             "pa": format!("{:#x}", r.pa),
                             "access": r.access(),
