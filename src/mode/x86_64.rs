@@ -161,6 +161,18 @@ impl PagingMode for X86_64 {
     }
 
     #[inline]
+    fn addressable(self, va: u64) -> bool {
+        // Canonical: the VA plus half the space lies below the space's
+        // size (one add and compare; a loop hoists both constants).
+        let (half, size) = if self.la57 {
+            (1 << 56, 1 << 57)
+        } else {
+            (1 << 47, 1 << 48)
+        };
+        va.wrapping_add(half) < size
+    }
+
+    #[inline]
     fn table_at(self, raw: u64, _level: Level) -> Option<PhysAddr> {
         // Present, PS clear (a large page at levels 2 and 3, reserved
         // above), no reserved bit: `decode`'s `Table` at every level.

@@ -122,12 +122,19 @@ pub(super) fn unless_full<const B: usize>(bytes: &[u8; B], reserved: u64) -> Opt
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     {
-        let (and, or) = (0..B / 8).fold((u64::MAX, 0), |(a, o), k| {
-            let w = word(bytes, k);
-            (a & w, o | w)
-        });
-        (and & 1 == 0 || or & reserved != 0).then_some(or)
+        unless_full_scalar(bytes, reserved)
     }
+}
+
+/// [`unless_full`], one entry at a time.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+#[inline(always)]
+fn unless_full_scalar<const B: usize>(bytes: &[u8; B], reserved: u64) -> Option<u64> {
+    let (and, or) = (0..B / 8).fold((u64::MAX, 0), |(a, o), k| {
+        let w = word(bytes, k);
+        (a & w, o | w)
+    });
+    (and & 1 == 0 || or & reserved != 0).then_some(or)
 }
 
 /// [`classify`] for the four blocks of a window of 64 entries: their
@@ -313,9 +320,11 @@ mod tests {
 
     #[test]
     fn unless_full_is_none_only_for_present_clean_entries() {
-        let reserved = 0x7FF0_0000_0000_0000;
+        // PAE's bits 52..=62, and x86-64's MAXPHYADDR 40..=51 with NX.
+        let masks = [0x7FF0_0000_0000_0000, 0x800F_FF00_0000_0000];
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         for round in 0..if cfg!(miri) { 40 } else { 2000 } {
+            let reserved = masks[(round / 8) % 2];
             let mut e = [0u64; 4 * N];
             for v in &mut e {
                 x ^= x << 13;
@@ -332,7 +341,14 @@ mod tests {
             let k = (x % (4 * N as u64)) as usize;
             match round % 8 {
                 1 => e[k] &= !1,
-                3 => e[k] |= 1 << (52 + x % 11),
+                3 => {
+                    // One of the reserved bits.
+                    let n = u64::from(reserved.count_ones());
+                    let pick = (0..64)
+                        .filter(|b| reserved >> b & 1 == 1)
+                        .nth((x % n) as usize);
+                    e[k] |= 1 << pick.unwrap_or(0);
+                }
                 _ => {}
             }
             let mut w = [0u8; 4 * WIDE];
@@ -346,12 +362,13 @@ mod tests {
                 (!full).then_some(or),
                 "round {round}"
             );
+            assert_eq!(unless_full_scalar(&w, reserved), (!full).then_some(or));
             assert_eq!(
                 unless_full(&w, 0),
                 (!e.iter().all(|v| v & 1 == 1)).then_some(or)
             );
         }
-        assert_eq!(unless_full(&[0u8; 4 * WIDE], reserved), Some(0));
+        assert_eq!(unless_full(&[0u8; 4 * WIDE], masks[0]), Some(0));
     }
 
     #[test]
