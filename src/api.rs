@@ -191,28 +191,8 @@ pub(crate) fn translate<'m, P: PagingMode, M: PhysMem + ?Sized>(
             va.0 & !((1 << shift) - 1)
         }
     };
-    match lookup_from(mode, mem, root, va.0, Level::PT) {
-        // A 4 KiB page, its own arm so that its region is a constant mask.
-        Found::Entry {
-            entry: Entry::Page(pa),
-            raw,
-            level: Level::PT,
-            access,
-        } => Translation::Mapped(Leaf {
-            space,
-            va: VirtAddr(region(Level::PT, 0)),
-            pa,
-            entry: raw,
-            level: Level::PT,
-            size_log2: P::PAGE_SHIFT as u8,
-            access,
-        }),
-        Found::Entry {
-            entry: Entry::Page(pa),
-            raw,
-            level,
-            access,
-        } => Translation::Mapped(Leaf {
+    let mapped = |pa, raw, level, access| {
+        Translation::Mapped(Leaf {
             space,
             va: VirtAddr(region(level, 0)),
             pa,
@@ -220,7 +200,22 @@ pub(crate) fn translate<'m, P: PagingMode, M: PhysMem + ?Sized>(
             level,
             size_log2: P::shift(level) as u8,
             access,
-        }),
+        })
+    };
+    match lookup_from(mode, mem, root, va.0, Level::PT) {
+        // A 4 KiB page, its own arm so that its region is a constant mask.
+        Found::Entry {
+            entry: Entry::Page(pa),
+            raw,
+            level: Level::PT,
+            access,
+        } => mapped(pa, raw, Level::PT, access),
+        Found::Entry {
+            entry: Entry::Page(pa),
+            raw,
+            level,
+            access,
+        } => mapped(pa, raw, level, access),
         Found::Entry {
             entry: Entry::Reserved(pa),
             level,

